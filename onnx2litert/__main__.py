@@ -1,0 +1,4 @@
+"""``python -m onnx2litert``."""
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""The pipeline: frontend -> lower -> passes -> quantize -> export, with reports beside it."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .errors import ConversionError, Issue, Reason
+from .evaluate.accuracy import evaluate_against_onnx
+from .evaluate.runtime import LAYOUT_METADATA
+from .export import export_model
+from .frontend import PreparedGraph, prepare
+from .lower import REGISTRY, lower_graph
+from .options import ConversionOptions
+from .passes import run_passes
+from .quantize import to_float16_weights
+from .report import op_coverage_report
+
+ModelSource = str | os.PathLike | bytes | onnx.ModelProto
+
+
+@dataclass
+class ConversionResult:
+    """What a conversion produced: artifacts, reports, the I/O layout mapping, timings."""
+
+    stem: str
+    artifacts: dict[str, bytes] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    reports: dict[str, dict] = field(default_factory=dict)
+    report_paths: dict[str, str] = field(default_factory=dict)
+    io_layout: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    op_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accuracy_passed(self) -> bool | None:
+        acc = self.reports.get("accuracy")
+        return None if acc is None else bool(acc["pass"])
+
+
+def convert(model_or_path: ModelSource, output_folder: str | os.PathLike | None = None,
+            **options: object) -> ConversionResult:
+    """Convert an ONNX model (path, bytes or ModelProto) to LiteRT.
+
+    With ``output_folder`` the files ``<stem>_float32.tflite`` and ``<stem>_float16.tflite``
+    (and requested reports) are written there; the bytes are always in ``result.artifacts``.
+    Options use the CLI's long names (e.g. ``report_op_coverage=True``). Raises
+    :class:`ConversionError` with every blocking problem when the model cannot be converted.
+    """
+    opts = ConversionOptions.from_kwargs(
+        output_folder=None if output_folder is None else str(output_folder), **options)
+    return run_conversion(model_or_path, opts)
+
+
+def _stem(source: ModelSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).stem
+    return "model"
+
+
+def _options_summary(opts: ConversionOptions) -> dict:
+    return {"tflite_backend": opts.tflite_backend, "batch_size": opts.batch_size,
+            "overwrite_input_shape": {k: list(v) for k, v in opts.overwrite_input_shape},
+            "keep_ncw_or_nchw_or_ncdhw_input_names": list(opts.keep_ncw_or_nchw_or_ncdhw_input_names),
+            "keep_all_inputs_layout": opts.keep_all_inputs_layout}
+
+
+def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionResult:
+    """Run the whole pipeline with already-validated options."""
+    result = ConversionResult(stem=_stem(source))
+    out_dir = Path(opts.output_folder) if opts.output_folder else None
+    if opts.tflite_backend == "tf_converter":
+        raise ConversionError(Issue(
+            Reason.BACKEND_NOT_INSTALLED,
+            "the tf_converter backend is not installed in this build; use --tflite_backend flatbuffer_direct"))
+
+    t0 = time.perf_counter()
+    try:
+        prepared = prepare(source, opts)
+    except ConversionError as exc:
+        if opts.report_op_coverage and out_dir is not None and result.stem:
+            report = op_coverage_report(result.stem, None, [], exc.issues, REGISTRY, _options_summary(opts))
+            _write_json(out_dir, f"{result.stem}_op_coverage_report.json", report)
+            exc.report = report
+        raise
+    result.timings["frontend_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    lowered = lower_graph(prepared, opts)
+    result.timings["lower_s"] = time.perf_counter() - t0
+    coverage = op_coverage_report(result.stem, prepared.opset, lowered.records, lowered.issues, REGISTRY,
+                                  _options_summary(opts))
+    if opts.report_op_coverage:
+        result.reports["op_coverage"] = coverage
+        if out_dir is not None:
+            result.report_paths["op_coverage"] = _write_json(
+                out_dir, f"{result.stem}_op_coverage_report.json", coverage)
+    if lowered.issues:
+        raise ConversionError(lowered.issues, coverage)
+
+    model = lowered.model
+    result.io_layout = lowered.io_layout
+    model.metadata[LAYOUT_METADATA] = json.dumps(lowered.io_layout, sort_keys=True).encode()
+    t0 = time.perf_counter()
+    if opts.optimize:
+        run_passes(model, opts)
+    result.timings["passes_s"] = time.perf_counter() - t0
+    result.op_counts = dict(sorted(Counter(op.opcode for op in model.main.operators).items()))
+
+    t0 = time.perf_counter()
+    result.artifacts["float32"] = export_model(model)
+    if opts.output_float16:
+        result.artifacts["float16"] = export_model(to_float16_weights(model))
+    result.timings["export_s"] = time.perf_counter() - t0
+
+    if out_dir is not None:
+        for variant, data in result.artifacts.items():
+            result.paths[variant] = _write_atomic(out_dir / f"{result.stem}_{variant}.tflite", data)
+
+    if opts.eval_with_onnx:
+        _evaluate(source, prepared, opts, result, out_dir)
+    return result
+
+
+def _evaluate(source: ModelSource, prepared: PreparedGraph, opts: ConversionOptions,
+              result: ConversionResult, out_dir: Path | None) -> None:
+    t0 = time.perf_counter()
+    target = opts.eval_target_tflite
+    if target not in result.artifacts:
+        raise ConversionError(Issue(Reason.INVALID_OPTION, f"--eval_target_tflite {target} was not produced"))
+    onnx_src: str | bytes
+    if isinstance(source, onnx.ModelProto):
+        onnx_src = source.SerializeToString()
+    elif isinstance(source, (bytes, bytearray)):
+        onnx_src = bytes(source)
+    else:
+        onnx_src = str(source)
+    specs = [(n, tuple(prepared.shapes[n]), prepared.dtypes.get(n, np.dtype(np.float32))) for n in prepared.inputs]
+    report = evaluate_against_onnx(onnx_src, result.artifacts[target], specs,
+                                   num_samples=opts.eval_num_samples, seed=opts.eval_seed,
+                                   cosine_threshold=opts.eval_cosine_threshold,
+                                   max_abs_threshold=opts.eval_max_abs_threshold, target=target,
+                                   compare_mode=opts.eval_compare_mode)
+    report["model"] = result.stem
+    result.reports["accuracy"] = report
+    result.timings["evaluate_s"] = time.perf_counter() - t0
+    if out_dir is not None:
+        result.report_paths["accuracy"] = _write_json(out_dir, f"{result.stem}_accuracy_report.json", report)
+    if opts.eval_fail_on_threshold and not report["pass"]:
+        ov = report["overall"]
+        raise ConversionError(Issue(
+            Reason.ACCURACY_THRESHOLD_EXCEEDED,
+            f"{target} vs ONNX Runtime: cosine {ov['cosine']:.6f} (min {opts.eval_cosine_threshold}), "
+            f"max_abs {ov['max_abs']:.3g}"), report)
+
+
+def _write_atomic(path: Path, data: bytes) -> str:
+    """Write via a temporary file and rename, so no partial file is ever left behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return str(path)
+
+
+def _write_json(out_dir: Path, name: str, report: dict) -> str:
+    text = json.dumps(report, indent=2, sort_keys=False, default=_json_default)
+    return _write_atomic(out_dir / name, text.encode())
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Counter):
+        return dict(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

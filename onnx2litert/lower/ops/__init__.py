@@ -1,0 +1,18 @@
+"""Op-family modules; importing this package registers every lowering.
+
+Where is op X lowered? ``grep -rn '"X"' onnx2litert/lower/ops`` — each module is one family:
+
+- activation:    Relu, LeakyRelu, PRelu, Elu, Selu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh,
+                 Softplus, Mish, Gelu, Erf
+- elementwise:   Add, Sub, Mul, Div, Pow, Sqrt, Exp, Log, Abs, Neg, Reciprocal, Min, Max, Sum, Mean, Cast
+- conv:          Conv (1D/2D/3D), ConvTranspose
+- pool:          MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, LRN
+- resize:        Resize, Upsample, DepthToSpace, SpaceToDepth
+- tensor:        Flatten, Reshape, Transpose, Concat, Split, Slice, Squeeze, Unsqueeze, Pad, Gather,
+                 Shape, Size, ConstantOfShape, Identity, Constant
+- normalization: BatchNormalization, InstanceNormalization, Softmax, LogSoftmax
+- matmul:        Gemm, MatMul
+- reduce:        ReduceMean, ReduceMax, ReduceMin, ReduceSum, ReduceProd, ReduceL2
+"""
+from . import (activation, conv, elementwise, matmul, normalization, pool, reduce,  # noqa: F401
+               resize, tensor)

@@ -1,0 +1,91 @@
+"""The one lowering registry: ONNX (domain, op type, opset range) -> lowering function.
+
+Each lowering declares the dtypes ONNX allows for its main input, the dtypes it accepts
+(what the LiteRT kernels it emits take), and the dtypes a test has verified end to end
+in LiteRT against ONNX Runtime. The op-coverage report prints these claims.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .context import LowerContext, NodeView
+
+LoweringFn = Callable[["NodeView", "LowerContext"], None]
+
+F32 = ("float32",)
+FLOATS = ("float32", "float16", "float64", "bfloat16")
+INTS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+ALL_NUMERIC = FLOATS + INTS
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """One registered lowering and its dtype claims."""
+
+    op_type: str
+    fn: LoweringFn
+    since: int = 1
+    until: int | None = None
+    domain: str = ""
+    onnx_dtypes: tuple[str, ...] = FLOATS
+    dtypes: tuple[str, ...] = F32
+    verified: tuple[str, ...] = F32
+    dtype_input: int | None = 0  # which input's dtype is checked (None: no check)
+
+    def covers(self, opset: int) -> bool:
+        return self.since <= opset and (self.until is None or opset <= self.until)
+
+
+class Registry:
+    """Lowerings keyed by (domain, op type); several opset ranges may share an op type."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], list[Lowering]] = {}
+
+    def add(self, entry: Lowering) -> None:
+        self._entries.setdefault((entry.domain, entry.op_type), []).append(entry)
+
+    def find(self, domain: str, op_type: str, opset: int) -> Lowering | None:
+        for entry in self._entries.get((_norm(domain), op_type), []):
+            if entry.covers(opset):
+                return entry
+        return None
+
+    def knows(self, domain: str, op_type: str) -> bool:
+        return (_norm(domain), op_type) in self._entries
+
+    def entries(self) -> list[Lowering]:
+        return [e for key in sorted(self._entries) for e in self._entries[key]]
+
+    def claims(self) -> dict[str, dict]:
+        """Per-op dtype claims, for the op-coverage report."""
+        out: dict[str, dict] = {}
+        for e in self.entries():
+            key = e.op_type if not e.domain else f"{e.domain}::{e.op_type}"
+            out.setdefault(key, {"opsets": [], "onnx_dtypes": list(e.onnx_dtypes),
+                                 "accepted_dtypes": list(e.dtypes), "verified_dtypes": list(e.verified)})
+            out[key]["opsets"].append([e.since, e.until])
+        return out
+
+
+def _norm(domain: str) -> str:
+    return "" if domain in ("", "ai.onnx") else domain
+
+
+REGISTRY = Registry()
+
+
+def lowering(*op_types: str, since: int = 1, until: int | None = None, domain: str = "",
+             onnx_dtypes: tuple[str, ...] = FLOATS, dtypes: tuple[str, ...] = F32,
+             verified: tuple[str, ...] = F32, dtype_input: int | None = 0) -> Callable[[LoweringFn], LoweringFn]:
+    """Register the decorated function as the lowering of ``op_types``."""
+
+    def wrap(fn: LoweringFn) -> LoweringFn:
+        for op_type in op_types:
+            REGISTRY.add(Lowering(op_type, fn, since, until, domain, tuple(onnx_dtypes), tuple(dtypes),
+                                  tuple(verified), dtype_input))
+        return fn
+
+    return wrap
