@@ -51,18 +51,21 @@ def read_layout(tflite: bytes) -> dict:
     return {}
 
 
-def run_tflite(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], num_threads: int = 1
-               ) -> dict[str, np.ndarray]:
+def run_tflite(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], num_threads: int = 1,
+               use_default_delegates: bool = True) -> dict[str, np.ndarray]:
     """Run a converted model on ONNX-layout feeds; outputs come back in ONNX layout.
 
     Inputs the converter exposed channels-last are transposed using the layout mapping in
     the model's metadata, so callers never need to know which inputs were changed.
     """
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     data = bytes(model) if isinstance(model, (bytes, bytearray)) else open(model, "rb").read()
     layout = read_layout(data)
-    interp = Interpreter(model_content=data, num_threads=num_threads)
+    # XNNPACK is LiteRT's default CPU path; the builtin kernels alone are the reference path.
+    kw = {} if use_default_delegates else {
+        "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    interp = Interpreter(model_content=data, num_threads=num_threads, **kw)
     runner = interp.get_signature_runner("serving_default")
     in_layout = layout.get("inputs", {})
     args = {}
