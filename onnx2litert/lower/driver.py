@@ -18,7 +18,9 @@ SPATIAL_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAverage
                "InstanceNormalization", "BatchNormalization", "QLinearConv", "ConvInteger"}
 # Ops that pass layout through unchanged, so an input reaching a spatial op via them still counts.
 _LAYOUT_TRANSPARENT = {"Add", "Sub", "Mul", "Div", "Relu", "Clip", "Cast", "Sigmoid", "Tanh", "LeakyRelu",
-                       "Abs", "Neg", "Identity", "QuantizeLinear", "DequantizeLinear", "Pad"}
+                       "Abs", "Neg", "Identity", "QuantizeLinear", "DequantizeLinear", "Pad", "Elu",
+                       "HardSigmoid", "HardSwish", "PRelu", "Selu", "Sqrt", "Exp", "Pow", "Min", "Max", "Sum",
+                       "Mean"}
 
 
 @dataclass

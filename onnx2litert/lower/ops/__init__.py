@@ -13,6 +13,9 @@ Where is op X lowered? ``grep -rn '"X"' onnx2litert/lower/ops`` — each module 
 - normalization: BatchNormalization, InstanceNormalization, Softmax, LogSoftmax
 - matmul:        Gemm, MatMul
 - reduce:        ReduceMean, ReduceMax, ReduceMin, ReduceSum, ReduceProd, ReduceL2
+- logic:         Equal, Greater(OrEqual), Less(OrEqual), And, Or, Xor, Not, Where, IsNaN, IsInf, Sign,
+                 BitShift, BitwiseAnd/Or/Xor/Not
+- math_unary:    Floor, Ceil, Round, Mod, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh
 """
-from . import (activation, conv, elementwise, matmul, normalization, pool, reduce,  # noqa: F401
-               resize, tensor)
+from . import (activation, conv, elementwise, logic, math_unary, matmul,  # noqa: F401
+               normalization, pool, reduce, resize, tensor)
