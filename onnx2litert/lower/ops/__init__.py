@@ -15,7 +15,9 @@ Where is op X lowered? ``grep -rn '"X"' onnx2litert/lower/ops`` — each module 
 - reduce:        ReduceMean, ReduceMax, ReduceMin, ReduceSum, ReduceProd, ReduceL2
 - logic:         Equal, Greater(OrEqual), Less(OrEqual), And, Or, Xor, Not, Where, IsNaN, IsInf, Sign,
                  BitShift, BitwiseAnd/Or/Xor/Not
+- indexing:      ArgMax, ArgMin, GatherND, GatherElements, ScatterND, ScatterElements, OneHot, TopK, CumSum,
+                 Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress
 - math_unary:    Floor, Ceil, Round, Mod, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh
 """
-from . import (activation, conv, elementwise, logic, math_unary, matmul,  # noqa: F401
+from . import (activation, conv, elementwise, indexing, logic, math_unary, matmul,  # noqa: F401
                normalization, pool, reduce, resize, tensor)
