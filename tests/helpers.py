@@ -28,9 +28,9 @@ def make_model(nodes: Iterable[onnx.NodeProto], inputs: list[tuple[str, np.dtype
         [numpy_helper.from_array(np.asarray(v), k) for k, v in (initializers or {}).items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION)
     if any(s is None for _, _, s in outputs):  # fill output types from shape inference (checker needs them)
-        inferred = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(model).graph.output}
+        inferred = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(model, data_prop=True).graph.output}
         for vi in model.graph.output:
-            if vi.name in inferred:
+            if vi.name in inferred and inferred[vi.name].type.tensor_type.HasField("shape"):
                 vi.CopyFrom(inferred[vi.name])
     return model
 

@@ -71,7 +71,9 @@ def run_tflite(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], n
     args = {}
     for name, value in feeds.items():
         perm = (in_layout.get(name) or {}).get("perm_from_onnx")
-        args[name] = np.ascontiguousarray(np.transpose(value, perm) if perm else value)
+        value = np.asarray(value)
+        # np.require keeps 0-d arrays 0-d (ascontiguousarray would make them 1-d)
+        args[name] = np.require(np.transpose(value, perm) if perm else value, requirements="C")
     outs = runner(**args)
     out_layout = layout.get("outputs", {})
     result = {}

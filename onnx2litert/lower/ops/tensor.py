@@ -1,2 +1,586 @@
-"""Lowerings of the tensor family (see the package docstring for the op list)."""
+"""Lowerings of the tensor family (see the package docstring for the op list).
+
+These ops move data without arithmetic, so they claim every dtype the emitted LiteRT
+kernels accept (checked in the stock interpreter with its XNNPACK delegate). Index
+arithmetic (Slice clamping, Pad cropping, Gather negative indices, Split chunking) is done
+in numpy at conversion time wherever the parameters are constant, so the emitted ops only
+see normalized, in-range values.
+
+Not foldable here means the frontend kept the node: either an input is computed at run
+time, or the node produces a graph output (the frontend never folds those).
+"""
 from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from onnx import numpy_helper
+
+from ...errors import Reason
+from ...ir import Tensor
+from ..context import LowerContext, NodeView
+from ..registry import lowering
+
+# Every ONNX tensor element type; these ops accept all of them in ONNX.
+ONNX_ALL = ("float32", "float16", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8",
+            "uint16", "uint32", "uint64", "bool", "string", "complex64", "complex128")
+# Dtypes the data-movement kernels (TRANSPOSE, CONCATENATION, STRIDED_SLICE, PAD, PADV2,
+# MIRROR_PAD, GATHER, SHAPE, FILL) accept in the stock interpreter, each verified by a test.
+DATA = ("float32", "float16", "int32", "int64", "bool", "int8", "uint8")
+# RESHAPE-based ops (Flatten, Reshape, Squeeze, Unsqueeze, Identity). The stock op resolver
+# registers only RESHAPE v1, for every dtype; the exporter must version it 1 (it does).
+RESHAPE_DATA = DATA
+
+# Kernel rank limits measured in the stock interpreter.
+_MAX_RANK_TRANSPOSE = 6
+_MAX_RANK_CONCAT = 6  # XNNPACK refuses rank-7 CONCATENATION; higher ranks go through 3-D.
+_MAX_RANK_PAD = 6
+_MAX_RANK_PADV2 = 5
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+# -- small pure helpers ----------------------------------------------------------------------
+def normalize_axis(axis: int, rank: int) -> int | None:
+    """``axis`` in [0, rank), or None when it is outside [-rank, rank)."""
+    axis = int(axis)
+    if axis < 0:
+        axis += rank
+    return axis if 0 <= axis < rank else None
+
+
+def _axis(ctx: LowerContext, axis: int, rank: int, what: str = "axis") -> int:
+    a = normalize_axis(axis, rank)
+    if a is None:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"{what} {axis} is out of range for rank {rank}")
+    return a
+
+
+def _axes(ctx: LowerContext, axes: Sequence[int], rank: int, what: str = "axes") -> list[int]:
+    out = [_axis(ctx, a, rank, what) for a in axes]
+    if len(set(out)) != len(out):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"{what} {list(axes)} repeat an axis")
+    return out
+
+
+def _ints(values: np.ndarray | Sequence[int]) -> list[int]:
+    return [int(v) for v in np.asarray(values).reshape(-1)]
+
+
+def _require_nonempty(ctx: LowerContext, shape: Sequence[int], what: str = "the output") -> None:
+    """LiteRT kernels are not verified on zero-sized tensors: refuse them explicitly."""
+    if any(int(d) <= 0 for d in shape):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"{what} would have shape {list(shape)}; zero-sized tensors are not supported")
+
+
+def _const_or_attr(ctx: LowerContext, node: NodeView, input_index: int, attr: str, since: int,
+                   what: str) -> list[int] | None:
+    """An int list given as attribute ``attr`` before opset ``since`` and as input after it."""
+    if node.opset < since:
+        value = node.attr(attr)
+        return None if value is None else _ints(value)
+    if not ctx.has_input(input_index):
+        return None
+    return _ints(ctx.require_const(input_index, what))
+
+
+def copy_to(ctx: LowerContext, x: Tensor, out: Tensor) -> Tensor:
+    """Copy ``x`` into ``out`` (same element count) with one RESHAPE."""
+    return ctx.reshape(x, out.shape, out=out)
+
+
+def strided_slice(ctx: LowerContext, x: Tensor, begin: Sequence[int], end: Sequence[int],
+                  strides: Sequence[int], end_mask: int = 0, out: Tensor | None = None) -> Tensor:
+    """Emit STRIDED_SLICE with normalized constant parameters; the output shape is computed here."""
+    shape = []
+    for axis, (b, e, s) in enumerate(zip(begin, end, strides)):
+        if end_mask & (1 << axis):
+            e = -1 if s < 0 else x.shape[axis]
+        shape.append(max(0, math.ceil((e - b) / s)))
+    return ctx.emit1("STRIDED_SLICE", [x, ctx.new_const(np.array(begin, np.int32), hint="begin"),
+                                       ctx.new_const(np.array(end, np.int32), hint="end"),
+                                       ctx.new_const(np.array(strides, np.int32), hint="strides")],
+                     tuple(shape), x.dtype, "slice", out, beginMask=0, endMask=end_mask, ellipsisMask=0,
+                     newAxisMask=0, shrinkAxisMask=0)
+
+
+def onnx_slice_bounds(start: int, end: int, step: int, dim: int) -> tuple[int, int, int]:
+    """ONNX Slice clamping of one axis: (start, end, count), with end == -1 meaning 'past index 0'.
+
+    Negative values count from the end; starts clamp to [0, dim] (step > 0) or [0, dim-1]
+    (step < 0); ends clamp to [0, dim] or [-1, dim-1]. Works on Python ints, so INT64_MAX /
+    INT64_MIN style 'to the end' values are exact.
+    """
+    if start < 0:
+        start += dim
+    if end < 0:
+        end += dim
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    count = max(0, -((end - start) // -step)) if step > 0 else max(0, -((start - end) // step))
+    return start, end, count
+
+
+def onnx_pad_index(begin: int, end: int, dim: int, mode: str) -> np.ndarray:
+    """Source indices along one axis for ONNX Pad ``edge``/``wrap`` (negative pads crop first)."""
+    lo, hi = max(-begin, 0), dim - max(-end, 0)
+    n = hi - lo
+    j = np.arange(-max(begin, 0), n + max(end, 0))
+    local = np.clip(j, 0, n - 1) if mode == "edge" else np.mod(j, n)
+    return (lo + local).astype(np.int32)
+
+
+# -- Flatten / Reshape / Squeeze / Unsqueeze / Identity: one RESHAPE --------------------------
+@lowering("Flatten", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+def lower_flatten(node: NodeView, ctx: LowerContext) -> None:
+    """Flatten -> RESHAPE to (prod(shape[:axis]), prod(shape[axis:])); axis may be negative."""
+    x = ctx.input(0)
+    axis = int(node.attr("axis", 1))
+    if axis < 0:
+        axis += x.rank
+    if not 0 <= axis <= x.rank:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {node.attr('axis')} is out of range")
+    shape = (int(np.prod(x.shape[:axis], dtype=np.int64)), int(np.prod(x.shape[axis:], dtype=np.int64)))
+    copy_to(ctx, x, ctx.output(0, shape=shape))
+
+
+def reshape_target(in_shape: Sequence[int], spec: Sequence[int], allowzero: bool) -> tuple[int, ...] | str:
+    """ONNX Reshape's output shape, or an error message."""
+    out = []
+    for i, d in enumerate(spec):
+        if d == 0 and not allowzero:
+            if i >= len(in_shape):
+                return f"shape[{i}] = 0 copies a dimension the input (rank {len(in_shape)}) does not have"
+            d = in_shape[i]
+        out.append(int(d))
+    size = int(np.prod(in_shape, dtype=np.int64))
+    if out.count(-1) > 1:
+        return f"shape {list(spec)} has more than one -1"
+    if any(d < -1 for d in out):
+        return f"shape {list(spec)} has a negative dimension"
+    if -1 in out:
+        known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
+        if known == 0 or size % known:
+            return f"cannot infer the -1 in {list(spec)} for {size} elements"
+        out[out.index(-1)] = size // known
+    if int(np.prod(out, dtype=np.int64)) != size:
+        return f"shape {list(spec)} does not hold the {size} elements of shape {list(in_shape)}"
+    return tuple(out)
+
+
+@lowering("Reshape", since=5, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+def lower_reshape(node: NodeView, ctx: LowerContext) -> None:
+    """Reshape with a constant shape (0 copies a dim unless allowzero, -1 is inferred) -> RESHAPE."""
+    x = ctx.input(0)
+    spec = _ints(ctx.require_const(1, "the shape input"))
+    allowzero = node.opset >= 14 and bool(node.attr("allowzero", 0))
+    shape = reshape_target(x.shape, spec, allowzero)
+    if isinstance(shape, str):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, shape)
+    _require_nonempty(ctx, shape)
+    copy_to(ctx, x, ctx.output(0, shape=shape))
+
+
+@lowering("Squeeze", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+def lower_squeeze(node: NodeView, ctx: LowerContext) -> None:
+    """Squeeze (axes attribute < 13, input >= 13; none = every size-1 dim) -> RESHAPE."""
+    x = ctx.input(0)
+    axes = _const_or_attr(ctx, node, 1, "axes", 13, "the axes input")
+    if axes is None:
+        drop = {i for i, d in enumerate(x.shape) if d == 1}
+    else:
+        drop = set(_axes(ctx, axes, x.rank))
+        bad = [a for a in drop if x.shape[a] != 1]
+        if bad:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"cannot squeeze axes {sorted(bad)} of shape {list(x.shape)}: size is not 1")
+    shape = tuple(d for i, d in enumerate(x.shape) if i not in drop)
+    copy_to(ctx, x, ctx.output(0, shape=shape))
+
+
+@lowering("Unsqueeze", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+def lower_unsqueeze(node: NodeView, ctx: LowerContext) -> None:
+    """Unsqueeze (axes attribute < 13, input >= 13; negative axes count in the output) -> RESHAPE."""
+    x = ctx.input(0)
+    axes = _const_or_attr(ctx, node, 1, "axes", 13, "the axes input")
+    if not axes:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "Unsqueeze needs axes")
+    rank = x.rank + len(axes)
+    new = set(_axes(ctx, axes, rank))
+    dims = iter(x.shape)
+    shape = tuple(1 if i in new else next(dims) for i in range(rank))
+    copy_to(ctx, x, ctx.output(0, shape=shape))
+
+
+@lowering("Identity", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+def lower_identity(node: NodeView, ctx: LowerContext) -> None:
+    """Identity (kept by the frontend only when it feeds a graph output) -> a RESHAPE copy."""
+    x = ctx.input(0)
+    copy_to(ctx, x, ctx.output(0, shape=x.shape, dtype=x.dtype))
+
+
+# -- Transpose / Concat ------------------------------------------------------------------------
+@lowering("Transpose", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+def lower_transpose(node: NodeView, ctx: LowerContext) -> None:
+    """Transpose (perm, default reversed) -> TRANSPOSE (rank <= 6)."""
+    x = ctx.input(0)
+    perm = node.attr("perm")
+    perm = list(range(x.rank))[::-1] if perm is None else _ints(perm)
+    if sorted(perm) != list(range(x.rank)):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"perm {perm} is not a permutation of rank {x.rank}")
+    if x.rank > _MAX_RANK_TRANSPOSE:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"rank {x.rank} > {_MAX_RANK_TRANSPOSE}: LiteRT TRANSPOSE supports at most 6 dims")
+    shape = tuple(x.shape[p] for p in perm)
+    ctx.transpose(x, tuple(perm), out=ctx.output(0, shape=shape))
+
+
+@lowering("Concat", since=4, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+def lower_concat(node: NodeView, ctx: LowerContext) -> None:
+    """Concat (axis, negative allowed) -> CONCATENATION; rank > 6 goes through 3-D reshapes."""
+    xs = [ctx.input(i) for i in range(len(node.inputs)) if ctx.has_input(i)]
+    rank = xs[0].rank
+    if any(x.rank != rank for x in xs) or rank == 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "Concat inputs must share one rank >= 1")
+    axis = _axis(ctx, node.attr("axis", 1 if node.opset < 4 else 0), rank)
+    shape = list(xs[0].shape)
+    shape[axis] = sum(x.shape[axis] for x in xs)
+    _require_nonempty(ctx, shape)
+    out = ctx.output(0, shape=tuple(shape))
+    xs = [x for x in xs if x.shape[axis] > 0]  # empty pieces contribute nothing
+    if len(xs) == 1:
+        copy_to(ctx, xs[0], out)
+        return
+    if rank <= _MAX_RANK_CONCAT:
+        ctx.emit("CONCATENATION", xs, [out], axis=axis, fusedActivationFunction="NONE")
+        return
+    outer, inner = int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis + 1:], dtype=np.int64))
+    parts = [ctx.reshape(x, (outer, x.shape[axis], inner)) for x in xs]
+    y = ctx.emit1("CONCATENATION", parts, (outer, shape[axis], inner), out.dtype, "concat3d",
+                  axis=1, fusedActivationFunction="NONE")
+    copy_to(ctx, y, out)
+
+
+# -- Split --------------------------------------------------------------------------------------
+def split_sizes(node: NodeView, ctx: LowerContext, dim: int) -> list[int]:
+    """Chunk sizes along the split axis for every opset's way of giving them."""
+    n_out = len(node.outputs)
+    sizes = _const_or_attr(ctx, node, 1, "split", 13, "the split input")
+    if sizes is not None and len(sizes) > 0:
+        if len(sizes) != n_out or sum(sizes) != dim or min(sizes) < 0:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"split {sizes} does not divide dimension {dim} into {n_out} outputs")
+        return sizes
+    num = node.attr("num_outputs") if node.opset >= 18 else None
+    if num is not None:
+        chunk = -(-dim // int(num))  # ceil: every chunk but the last is full
+        sizes = [chunk] * (int(num) - 1) + [dim - chunk * (int(num) - 1)]
+        if int(num) != n_out or sizes[-1] <= 0:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"num_outputs={num} cannot split dimension {dim} into {n_out} outputs")
+        return sizes
+    if dim % n_out:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"dimension {dim} is not divisible by {n_out} outputs")
+    return [dim // n_out] * n_out
+
+
+# Dtypes the SPLIT / SPLIT_V kernels refuse; those splits become one STRIDED_SLICE per output.
+_SPLIT_REFUSES = {"bool"}
+_SPLIT_V_REFUSES = {"bool", "float16"}
+
+
+@lowering("Split", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+def lower_split(node: NodeView, ctx: LowerContext) -> None:
+    """Split (split attr < 13, input >= 13, num_outputs >= 18, equal default) -> SPLIT / SPLIT_V."""
+    x = ctx.input(0)
+    axis = _axis(ctx, node.attr("axis", 0), x.rank)
+    sizes = split_sizes(node, ctx, x.shape[axis])
+    outs = []
+    for i, size in enumerate(sizes):
+        shape = list(x.shape)
+        shape[axis] = size
+        _require_nonempty(ctx, shape, f"output {i}")
+        outs.append(ctx.output(i, shape=tuple(shape)) if node.outputs[i] else ctx.tmp(tuple(shape), x.dtype, "unused"))
+    if len(outs) == 1:
+        copy_to(ctx, x, outs[0])
+        return
+    equal = len(set(sizes)) == 1
+    if equal and x.dtype.name not in _SPLIT_REFUSES:
+        ctx.emit("SPLIT", [ctx.new_const(np.array(axis, np.int32), hint="axis"), x], outs, numSplits=len(outs))
+    elif not equal and x.dtype.name not in _SPLIT_V_REFUSES:
+        ctx.emit("SPLIT_V", [x, ctx.new_const(np.array(sizes, np.int32), hint="sizes"),
+                             ctx.new_const(np.array(axis, np.int32), hint="axis")], outs, numSplits=len(outs))
+    else:
+        offset = 0
+        for size, out in zip(sizes, outs):
+            begin, end = [0] * x.rank, list(x.shape)
+            begin[axis], end[axis] = offset, offset + size
+            strided_slice(ctx, x, begin, end, [1] * x.rank, out=out)
+            offset += size
+
+
+# -- Slice ---------------------------------------------------------------------------------------
+@lowering("Slice", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+def lower_slice(node: NodeView, ctx: LowerContext) -> None:
+    """Slice (attributes < 10, inputs >= 10; negative, clamped and reversed ranges) -> STRIDED_SLICE."""
+    x = ctx.input(0)
+    if node.opset < 10:
+        starts, ends = _ints(node.attr("starts", [])), _ints(node.attr("ends", []))
+        axes = node.attr("axes")
+        steps = [1] * len(starts)
+    else:
+        starts = _ints(ctx.require_const(1, "the starts input"))
+        ends = _ints(ctx.require_const(2, "the ends input"))
+        axes = ctx.require_const(3, "the axes input") if ctx.has_input(3) else None
+        steps = _ints(ctx.require_const(4, "the steps input")) if ctx.has_input(4) else [1] * len(starts)
+    axes = list(range(len(starts))) if axes is None else _axes(ctx, _ints(axes), x.rank)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "starts, ends, axes and steps differ in length")
+    if 0 in steps:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "a step of 0 is not valid")
+    begin, end, strides, end_mask = [0] * x.rank, list(x.shape), [1] * x.rank, 0
+    shape = list(x.shape)
+    for a, s, e, st in zip(axes, starts, ends, steps):
+        b, e2, count = onnx_slice_bounds(s, e, st, x.shape[a])
+        if abs(st) > _INT32_MAX:
+            st = _INT32_MAX if st > 0 else -_INT32_MAX  # any step >= dim takes one element
+        begin[a], end[a], strides[a], shape[a] = b, e2, st, count
+        if e2 == -1:  # 'past index 0' is not expressible as an index: mask the end instead
+            end_mask |= 1 << a
+            end[a] = 0
+    _require_nonempty(ctx, shape)
+    strided_slice(ctx, x, begin, end, strides, end_mask, out=ctx.output(0, shape=tuple(shape)))
+
+
+# -- Pad -----------------------------------------------------------------------------------------
+def _pad_params(node: NodeView, ctx: LowerContext, rank: int) -> tuple[list[tuple[int, int]], str]:
+    """Per-axis (begin, end) pads for the whole rank, and the mode."""
+    mode = node.attr("mode", "constant")
+    if node.opset < 11:
+        pads = _ints(node.attr("pads", node.attr("paddings", [])))
+        axes = list(range(rank))
+    else:
+        pads = _ints(ctx.require_const(1, "the pads input"))
+        if node.opset >= 18 and ctx.has_input(3):
+            axes = _axes(ctx, _ints(ctx.require_const(3, "the axes input")), rank)
+        else:
+            axes = list(range(rank))
+    if len(pads) != 2 * len(axes):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"pads {pads} do not match {len(axes)} axes")
+    per_axis = [(0, 0)] * rank
+    for i, a in enumerate(axes):
+        per_axis[a] = (pads[i], pads[len(axes) + i])
+    known = ("constant", "reflect", "edge") + (("wrap",) if node.opset >= 19 else ())
+    if mode not in known:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Pad mode '{mode}' is not supported")
+    return per_axis, mode
+
+
+def _crop(ctx: LowerContext, x: Tensor, pads: list[tuple[int, int]]) -> Tensor:
+    """Apply the negative part of ``pads`` (cropping) with one STRIDED_SLICE."""
+    if all(b >= 0 and e >= 0 for b, e in pads):
+        return x
+    begin = [max(-b, 0) for b, _ in pads]
+    end = [d - max(-e, 0) for d, (_, e) in zip(x.shape, pads)]
+    return strided_slice(ctx, x, begin, end, [1] * x.rank)
+
+
+@lowering("Pad", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+def lower_pad(node: NodeView, ctx: LowerContext) -> None:
+    """Pad: constant -> PAD / PADV2, reflect -> MIRROR_PAD, edge / wrap -> GATHER per axis.
+
+    Negative pads crop first (ONNX Runtime's order), then the positive pads are applied.
+    """
+    x = ctx.input(0)
+    pads, mode = _pad_params(node, ctx, x.rank)
+    shape = tuple(d + b + e for d, (b, e) in zip(x.shape, pads))
+    _require_nonempty(ctx, shape)
+    out = ctx.output(0, shape=shape)
+    if all(b == 0 and e == 0 for b, e in pads):
+        copy_to(ctx, x, out)
+        return
+    if mode in ("edge", "wrap"):
+        _pad_by_gather(ctx, x, pads, mode, out)
+        return
+    grow = [(max(b, 0), max(e, 0)) for b, e in pads]
+    if mode == "reflect":
+        cropped_shape = [d - max(-b, 0) - max(-e, 0) for d, (b, e) in zip(x.shape, pads)]
+        bad = [a for a, (d, (b, e)) in enumerate(zip(cropped_shape, grow)) if max(b, e) > d - 1]
+        if bad:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"reflect pads on axes {bad} are not smaller than the (cropped) dimension")
+    value = _pad_value(node, ctx, x) if mode == "constant" else None
+    if value is not None and x.rank > _MAX_RANK_PADV2:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"rank {x.rank} > {_MAX_RANK_PADV2}: LiteRT PADV2 (non-zero pad value) is limited")
+    if mode == "constant" and x.rank > _MAX_RANK_PAD:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"rank {x.rank} > {_MAX_RANK_PAD}: LiteRT PAD is limited")
+    y = _crop(ctx, x, pads)
+    if all(b == 0 and e == 0 for b, e in grow):
+        copy_to(ctx, y, out)
+        return
+    paddings = ctx.new_const(np.array(grow, np.int32).reshape(x.rank, 2), hint="paddings")
+    if mode == "reflect":
+        ctx.emit("MIRROR_PAD", [y, paddings], [out], mode="REFLECT")
+    elif value is None:
+        ctx.emit("PAD", [y, paddings], [out])
+    else:
+        ctx.emit("PADV2", [y, paddings, value], [out])
+
+
+def _pad_value(node: NodeView, ctx: LowerContext, x: Tensor) -> Tensor | None:
+    """The PADV2 scalar, or None when the pad value is a constant zero (plain PAD)."""
+    if node.opset < 11:
+        v = float(node.attr("value", 0.0))
+        return None if v == 0 else ctx.new_const(np.array(v).astype(x.dtype), hint="pad_value")
+    if not ctx.has_input(2):
+        return None
+    const = ctx.const(2)
+    if const is not None:
+        if const.size != 1:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "constant_value must hold one element")
+        v = np.asarray(const).reshape(()).astype(x.dtype)
+        return None if not v else ctx.new_const(v, hint="pad_value")
+    t = ctx.input(2)
+    if t.size != 1 or t.dtype != x.dtype:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "constant_value must be one element of the data dtype")
+    return t if t.rank == 0 else ctx.reshape(t, ())
+
+
+def _pad_by_gather(ctx: LowerContext, x: Tensor, pads: list[tuple[int, int]], mode: str, out: Tensor) -> None:
+    """Edge / wrap padding: one GATHER per changed axis with a constant source-index vector."""
+    changed = [a for a, (b, e) in enumerate(pads) if b or e]
+    y = x
+    shape = list(x.shape)
+    for k, a in enumerate(changed):
+        b, e = pads[a]
+        index = onnx_pad_index(b, e, x.shape[a], mode)
+        shape[a] = len(index)
+        last = k == len(changed) - 1
+        y = ctx.emit1("GATHER", [y, ctx.new_const(index, hint="pad_index")], tuple(shape), x.dtype, "pad",
+                      out if last else None, axis=a, batchDims=0)
+
+
+# -- Gather --------------------------------------------------------------------------------------
+@lowering("Gather", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+def lower_gather(node: NodeView, ctx: LowerContext) -> None:
+    """Gather (axis may be negative) -> GATHER; negative indices are normalized.
+
+    Constant indices are normalized in numpy. Run-time indices go through FLOOR_MOD by the
+    axis size, which maps every valid ONNX index in [-dim, dim) to its non-negative form
+    (LiteRT GATHER rejects negative indices).
+    """
+    x, idx = ctx.input(0), ctx.input(1)
+    axis = _axis(ctx, node.attr("axis", 0), x.rank)
+    dim = x.shape[axis]
+    shape = x.shape[:axis] + idx.shape + x.shape[axis + 1:]
+    _require_nonempty(ctx, shape)
+    if idx.dtype.name not in ("int32", "int64"):
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"indices dtype {idx.dtype.name} is not int32/int64")
+    if idx.is_const:
+        values = np.asarray(idx.data).astype(np.int64)
+        if values.size and (values.min() < -dim or values.max() >= dim):
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"indices are out of range for dimension {dim}")
+        indices = ctx.new_const(np.where(values < 0, values + dim, values).astype(np.int32), hint="indices")
+    else:
+        indices = ctx.emit1("FLOOR_MOD", [idx, ctx.new_const(np.array(dim, idx.dtype), hint="dim")],
+                            idx.shape, idx.dtype, "indices")
+    ctx.emit("GATHER", [x, indices], [ctx.output(0, shape=shape)], axis=axis, batchDims=0)
+
+
+# -- Shape / Size / ConstantOfShape / Constant --------------------------------------------------
+@lowering("Shape", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+def lower_shape(node: NodeView, ctx: LowerContext) -> None:
+    """Shape (start/end from opset 15) -> SHAPE (+ STRIDED_SLICE for a sub-range)."""
+    x = ctx.input(0)
+    start, end = 0, x.rank
+    if node.opset >= 15:
+        start = int(node.attr("start", 0))
+        end = int(node.attr("end", x.rank))
+        start = min(max(start + x.rank if start < 0 else start, 0), x.rank)
+        end = min(max(end + x.rank if end < 0 else end, 0), x.rank)
+    _require_nonempty(ctx, (max(end - start, 0),))
+    out = ctx.output(0, shape=(end - start,), dtype=np.int64)
+    if (start, end) == (0, x.rank):
+        ctx.emit("SHAPE", [x], [out], outType="INT64")
+        return
+    full = ctx.emit1("SHAPE", [x], (x.rank,), np.int64, "shape", outType="INT64")
+    strided_slice(ctx, full, [start], [end], [1], out=out)
+
+
+@lowering("Size", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+def lower_size(node: NodeView, ctx: LowerContext) -> None:
+    """Size -> SHAPE + REDUCE_PROD (a rank-0 input is the constant 1)."""
+    x = ctx.input(0)
+    if x.rank == 0:
+        ctx.graph.values[node.outputs[0]] = ctx.new_const(np.array(1, np.int64), hint="size")
+        return
+    full = ctx.emit1("SHAPE", [x], (x.rank,), np.int64, "shape", outType="INT64")
+    ctx.emit("REDUCE_PROD", [full, ctx.new_const(np.array([0], np.int32), hint="axis")],
+             [ctx.output(0, shape=(), dtype=np.int64)], keepDims=False)
+
+
+# Output dtypes FILL accepts (verified for ConstantOfShape).
+_FILL_DTYPES = DATA
+
+
+@lowering("ConstantOfShape", since=9, onnx_dtypes=ONNX_ALL, dtypes=_FILL_DTYPES, verified=_FILL_DTYPES,
+          dtype_input=None)
+def lower_constant_of_shape(node: NodeView, ctx: LowerContext) -> None:
+    """ConstantOfShape (value attribute, default float32 0) -> FILL."""
+    proto = node.attr("value")
+    value = numpy_helper.to_array(proto).reshape(-1) if proto is not None else np.zeros(1, np.float32)
+    if value.size != 1:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "value must hold exactly one element")
+    if value.dtype.name not in _FILL_DTYPES:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"value dtype {value.dtype.name} is not supported by FILL")
+    dims_const = ctx.const(0)
+    if dims_const is not None:
+        shape = tuple(_ints(dims_const))
+        dims = ctx.new_const(np.array(shape, np.int32), hint="dims")
+    else:
+        shape = ctx.out_shape(0)
+        if shape is None:
+            raise ctx.fail(Reason.DYNAMIC_SHAPE_UNSUPPORTED, "the output shape is not known at conversion time")
+        dims = ctx.input(0)
+    _require_nonempty(ctx, shape)
+    if not shape:  # FILL needs a dims vector; a scalar result is just the value
+        ctx.graph.values[node.outputs[0]] = ctx.new_const(value.reshape(()), hint="value")
+        return
+    out = ctx.output(0, shape=shape, dtype=value.dtype)
+    ctx.emit("FILL", [dims, ctx.new_const(value.reshape(()), hint="value")], [out])
+
+
+@lowering("Constant", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, dtype_input=None)
+def lower_constant(node: NodeView, ctx: LowerContext) -> None:
+    """Constant: emit nothing, register the value (a graph output gets the driver's copy)."""
+    value = constant_value(node)
+    if isinstance(value, str):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, value)
+    if value.dtype.name not in DATA:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"constant dtype {value.dtype.name} is not supported")
+    ctx.graph.values[node.outputs[0]] = ctx.new_const(value, hint="value")
+
+
+def constant_value(node: NodeView) -> np.ndarray | str:
+    """The value of a Constant node, or an error message."""
+    attrs = node.attrs
+    if "value" in attrs:
+        return numpy_helper.to_array(attrs["value"])
+    if "value_float" in attrs:
+        return np.array(attrs["value_float"], np.float32)
+    if "value_floats" in attrs:
+        return np.array(attrs["value_floats"], np.float32)
+    if "value_int" in attrs:
+        return np.array(attrs["value_int"], np.int64)
+    if "value_ints" in attrs:
+        return np.array(attrs["value_ints"], np.int64)
+    if "sparse_value" in attrs:
+        return "sparse_value constants are not supported"
+    if "value_string" in attrs or "value_strings" in attrs:
+        return "string constants are not supported by LiteRT builtin ops"
+    return "Constant has no value attribute"
