@@ -76,7 +76,14 @@ def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray] | None = No
     feeds = feeds if feeds is not None else random_inputs(model, seed)
     result = onnx2litert.convert(model, **options)
     expected = run_onnx(model.SerializeToString(), feeds)
-    got = run_tflite(result.artifacts[variant], feeds)
+    # Both CPU paths must run the model and match: XNNPACK (the default) and the builtin kernels.
+    for use_default_delegates in (True, False):
+        got = run_tflite(result.artifacts[variant], feeds, use_default_delegates=use_default_delegates)
+        _assert_match(expected, got, tol)
+    return result
+
+
+def _assert_match(expected: dict[str, np.ndarray], got: dict[str, np.ndarray], tol: float) -> None:
     assert set(got) == set(expected), (sorted(got), sorted(expected))
     for name, ref in expected.items():
         out = got[name]
@@ -88,7 +95,6 @@ def check_model(model: onnx.ModelProto, feeds: dict[str, np.ndarray] | None = No
             assert err <= bound, f"{name}: max abs error {err:.3g} > {bound:.3g}"
         else:
             np.testing.assert_array_equal(out, ref, err_msg=name)
-    return result
 
 
 def expect_failure(model: onnx.ModelProto, reason: str, **options: object) -> onnx2litert.ConversionError:
