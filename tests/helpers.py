@@ -90,8 +90,11 @@ def _assert_match(expected: dict[str, np.ndarray], got: dict[str, np.ndarray], t
         assert out.shape == ref.shape, f"{name}: shape {out.shape} != {ref.shape}"
         assert out.dtype == ref.dtype, f"{name}: dtype {out.dtype} != {ref.dtype}"
         if ref.dtype.kind == "f":
-            bound = tol * max(1.0, float(np.abs(ref).max()) if ref.size else 1.0)
-            err = float(np.abs(out.astype(np.float64) - ref).max()) if ref.size else 0.0
+            same = (out == ref) | (np.isnan(out) & np.isnan(ref))  # equal infs/NaNs match
+            finite = np.isfinite(ref)
+            bound = tol * max(1.0, float(np.abs(ref[finite]).max()) if finite.any() else 1.0)
+            diff = np.where(same, 0.0, np.abs(out.astype(np.float64) - ref))
+            err = float(np.nan_to_num(diff, nan=np.inf).max()) if ref.size else 0.0
             assert err <= bound, f"{name}: max abs error {err:.3g} > {bound:.3g}"
         else:
             np.testing.assert_array_equal(out, ref, err_msg=name)

@@ -126,6 +126,7 @@ def lower_graph(prepared: PreparedGraph, options: ConversionOptions) -> LoweredG
             ctx = LowerContext(view, builder)
             try:
                 _check_dtype(entry, ctx)
+                _check_static_inputs(entry, ctx)
                 entry.fn(view, ctx)
                 record.litert_ops = [op.opcode for op in ctx.emitted]
             except LoweringError as exc:
@@ -166,6 +167,20 @@ def _check_dtype(entry, ctx: LowerContext) -> None:
     if dtype not in entry.dtypes:
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE,
                        f"input {i} has dtype {dtype}; this lowering accepts {', '.join(entry.dtypes)}")
+
+
+def _check_static_inputs(entry, ctx: LowerContext) -> None:
+    """Lowerings compute with static shapes; a data-dependent input shape needs an opt-in."""
+    if entry.dynamic_inputs:
+        return
+    for i in range(len(ctx.node.inputs)):
+        if not ctx.has_input(i):
+            continue
+        sig = ctx.input(i).shape_signature
+        if sig is not None and any(d < 0 for d in sig):
+            raise ctx.fail(Reason.DYNAMIC_SHAPE_UNSUPPORTED,
+                           f"input {i} has a data-dependent shape (e.g. from NonZero); "
+                           f"{ctx.node.op_type} needs a static one")
 
 
 def _records_for_removed(prepared: PreparedGraph, records: list[NodeRecord]) -> list[NodeRecord]:

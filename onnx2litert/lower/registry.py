@@ -33,6 +33,7 @@ class Lowering:
     dtypes: tuple[str, ...] = F32
     verified: tuple[str, ...] = F32
     dtype_input: int | None = 0  # which input's dtype is checked (None: no check)
+    dynamic_inputs: bool = False  # accepts inputs whose shape_signature has -1 (data-dependent) dims
 
     def covers(self, opset: int) -> bool:
         return self.since <= opset and (self.until is None or opset <= self.until)
@@ -79,13 +80,14 @@ REGISTRY = Registry()
 
 def lowering(*op_types: str, since: int = 1, until: int | None = None, domain: str = "",
              onnx_dtypes: tuple[str, ...] = FLOATS, dtypes: tuple[str, ...] = F32,
-             verified: tuple[str, ...] = F32, dtype_input: int | None = 0) -> Callable[[LoweringFn], LoweringFn]:
+             verified: tuple[str, ...] = F32, dtype_input: int | None = 0,
+             dynamic_inputs: bool = False) -> Callable[[LoweringFn], LoweringFn]:
     """Register the decorated function as the lowering of ``op_types``."""
 
     def wrap(fn: LoweringFn) -> LoweringFn:
         for op_type in op_types:
             REGISTRY.add(Lowering(op_type, fn, since, until, domain, tuple(onnx_dtypes), tuple(dtypes),
-                                  tuple(verified), dtype_input))
+                                  tuple(verified), dtype_input, dynamic_inputs))
         return fn
 
     return wrap

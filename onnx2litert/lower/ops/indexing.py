@@ -1,2 +1,621 @@
-"""Lowerings of the indexing family (see the package docstring for the op list)."""
+"""Lowerings of the indexing family.
+
+Ops: ArgMax, ArgMin, GatherND, GatherElements, ScatterND, ScatterElements, OneHot, TopK, CumSum,
+Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress.
+
+Index arithmetic is done in numpy at conversion time wherever the indices are constant, so
+the emitted kernels only see normalized, in-range int32 indices. Run-time indices are
+normalized with FLOOR_MOD by the indexed dimension, which maps every valid ONNX index in
+[-dim, dim) to its non-negative form (LiteRT's gather/scatter kernels reject negatives).
+
+Element-wise gathers and scatters (GatherElements, ScatterElements) are written as their
+GatherND / ScatterND equivalents: a full coordinate tuple per element, built from a
+constant coordinate grid plus the (run-time or constant) indices on the indexed axis.
+
+LiteRT's SCATTER_ND writes the scattered updates into a *zero* tensor, while ONNX updates
+a copy of ``data``; the lowering selects between the two with a mask of written positions
+(SELECT_V2, exact for every value including inf/NaN), or adds them for reduction='add'.
+"""
 from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from onnx import helper
+
+from ...errors import Reason
+from ...ir import Tensor
+from ..context import LowerContext, NodeView, inverse_perm
+from ..registry import lowering
+
+ONNX_ALL = ("float32", "float16", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8",
+            "uint16", "uint32", "uint64", "bool", "string", "complex64", "complex128")
+ONNX_NUMERIC = ("float32", "float16", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8",
+                "uint16", "uint32", "uint64")
+_F32_I32_I64 = ("float32", "int32", "int64")
+_INDEX_DTYPES = ("int32", "int64")
+
+_I32 = np.dtype(np.int32)
+_I64 = np.dtype(np.int64)
+_BOOL = np.dtype(np.bool_)
+
+
+# -- small pure helpers ----------------------------------------------------------------------------
+def _norm_axis(ctx: LowerContext, axis: int, rank: int, what: str = "axis") -> int:
+    """``axis`` in [0, rank); fails when it is outside [-rank, rank)."""
+    a = int(axis)
+    if a < 0:
+        a += rank
+    if not 0 <= a < rank:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"{what} {axis} is out of range for rank {rank}")
+    return a
+
+
+def _require_nonempty(ctx: LowerContext, shape: Sequence[int], what: str = "the output") -> None:
+    """LiteRT kernels are not verified on zero-sized tensors: refuse them explicitly."""
+    if any(int(d) <= 0 for d in shape):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"{what} would have shape {list(shape)}; zero-sized tensors are not supported")
+
+
+def _index_dtype(ctx: LowerContext, t: Tensor, what: str = "indices") -> None:
+    if t.dtype.name not in _INDEX_DTYPES:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"{what} dtype {t.dtype.name} is not int32/int64")
+
+
+def _scalar_int(ctx: LowerContext, i: int, what: str) -> int:
+    """A constant single-element input as a Python int."""
+    value = np.asarray(ctx.require_const(i, what)).reshape(-1)
+    if value.size != 1:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"{what} must hold exactly one value")
+    return int(value[0])
+
+
+def normalize_const_indices(ctx: LowerContext, values: np.ndarray, dims: Sequence[int] | int) -> np.ndarray:
+    """Constant indices with negatives wrapped (per trailing coordinate when ``dims`` is a list)."""
+    v = np.asarray(values).astype(np.int64)
+    d = np.asarray(dims, dtype=np.int64)
+    if v.size and (np.any(v < -d) or np.any(v >= d)):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"constant indices are out of range for {d.tolist()}")
+    return np.where(v < 0, v + d, v).astype(np.int32)
+
+
+def _coordinate_grid(shape: Sequence[int]) -> np.ndarray:
+    """int32 array of shape ``shape + [len(shape)]`` holding each element's own coordinates."""
+    grids = np.indices(tuple(shape), dtype=np.int32)
+    return np.moveaxis(grids, 0, -1).copy()
+
+
+def _binary(ctx: LowerContext, opcode: str, a: Tensor, b: Tensor, out: Tensor | None = None,
+            hint: str = "t", dtype: np.dtype | None = None) -> Tensor:
+    """A broadcasting binary op; output dtype is ``a``'s unless given."""
+    shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+    options = {"fusedActivationFunction": "NONE"} if opcode in ("ADD", "SUB", "MUL", "DIV") else {}
+    return ctx.emit1(opcode, [a, b], shape, dtype or a.dtype, hint, out, **options)
+
+
+def _cast(ctx: LowerContext, x: Tensor, dtype: np.dtype | type, out: Tensor | None = None,
+          hint: str = "cast") -> Tensor:
+    dtype = np.dtype(dtype)
+    return ctx.emit1("CAST", [x], x.shape, dtype, hint, out, inDataType=x.dtype, outDataType=dtype)
+
+
+def _select(ctx: LowerContext, cond: Tensor, a: Tensor, b: Tensor, out: Tensor | None = None,
+            hint: str = "select") -> Tensor:
+    shape = tuple(np.broadcast_shapes(cond.shape, a.shape, b.shape))
+    return ctx.emit1("SELECT_V2", [cond, a, b], shape, a.dtype, hint, out)
+
+
+def _floor_mod_indices(ctx: LowerContext, idx: Tensor, dims: Sequence[int] | int, to_int32: bool = False) -> Tensor:
+    """Run-time indices wrapped into [0, dim) (valid ONNX indices lie in [-dim, dim)).
+
+    ``to_int32`` first narrows int64 indices (for kernels that only take int32, e.g.
+    SCATTER_ND); every valid index of a tensor LiteRT can hold fits in int32.
+    """
+    if to_int32 and idx.dtype != _I32:
+        idx = _cast(ctx, idx, _I32, hint="indices_i32")
+    d = ctx.new_const(np.asarray(dims, dtype=idx.dtype), hint="dims")
+    return _binary(ctx, "FLOOR_MOD", idx, d, hint="indices")
+
+
+def _copy(ctx: LowerContext, x: Tensor, out: Tensor) -> Tensor:
+    return ctx.reshape(x, out.shape, out=out)
+
+
+# Static extent recorded for a data-dependent dimension (its shape_signature entry is -1).
+# Zero, not LiteRT's customary 1: a later lowering that wrongly trusts the static shape then
+# sees a zero-sized tensor, which shape-dependent lowerings refuse, instead of a plausible
+# extent of 1 that would silently bake wrong constants (slice bounds, reshape targets).
+_DYNAMIC = 0
+
+
+def _set_const_output(ctx: LowerContext, value: np.ndarray, hint: str = "value") -> None:
+    """Register a conversion-time result for output 0 (a graph output gets the driver's copy)."""
+    ctx.graph.values[ctx.node.outputs[0]] = ctx.new_const(value, hint=hint)
+
+
+# -- ArgMax / ArgMin -------------------------------------------------------------------------------
+_ARG_DTYPES = ("float32", "int32", "uint8", "int8")
+
+
+@lowering("ArgMax", "ArgMin", since=1, onnx_dtypes=ONNX_NUMERIC, dtypes=_ARG_DTYPES, verified=_ARG_DTYPES)
+def lower_arg(node: NodeView, ctx: LowerContext) -> None:
+    """ARG_MAX / ARG_MIN with int64 output; keepdims via RESHAPE.
+
+    select_last_index=1 (opset 12) reverses the axis (REVERSE_V2), takes the first
+    extremum and maps its position j back to dim - 1 - j.
+    """
+    x = ctx.input(0)
+    if x.rank == 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "a scalar input has no axis to reduce")
+    axis = _norm_axis(ctx, node.attr("axis", 0), x.rank)
+    keepdims = int(node.attr("keepdims", 1))
+    last = int(node.attr("select_last_index", 0)) if node.opset >= 12 else 0
+    _require_nonempty(ctx, x.shape, "the input")
+    dim = x.shape[axis]
+    reduced = x.shape[:axis] + x.shape[axis + 1:]
+    kept = x.shape[:axis] + (1,) + x.shape[axis + 1:]
+    out = ctx.output(0, kept if keepdims else reduced, _I64)
+    axis_t = ctx.new_const(np.array([axis], np.int32), hint="axis")
+    src = x
+    if last:
+        src = ctx.emit1("REVERSE_V2", [x, axis_t], x.shape, x.dtype, "reversed")
+    opcode = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
+    direct = not last and not keepdims
+    y = ctx.emit1(opcode, [src, axis_t], reduced, _I64, "arg", out if direct else None, outputType="INT64")
+    if last:
+        y = _binary(ctx, "SUB", ctx.new_const(np.array(dim - 1, np.int64), hint="last"), y,
+                    out=None if keepdims else out, hint="index")
+    if keepdims:
+        ctx.reshape(y, kept, out=out)
+
+
+# -- GatherND / GatherElements ---------------------------------------------------------------------
+_GATHER_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+
+
+@lowering("GatherND", since=11, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES)
+def lower_gather_nd(node: NodeView, ctx: LowerContext) -> None:
+    """GATHER_ND; batch_dims (opset 12) by prefixing each index tuple with its batch coordinates."""
+    data, idx = ctx.input(0), ctx.input(1)
+    _index_dtype(ctx, idx)
+    b = int(node.attr("batch_dims", 0)) if node.opset >= 12 else 0
+    if idx.rank < 1 or not 0 <= b < min(idx.rank, data.rank + 1):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"batch_dims {b} is invalid for these ranks")
+    k = idx.shape[-1]
+    if k < 1 or b + k > data.rank:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"index tuples of length {k} do not fit data of rank {data.rank} with batch_dims {b}")
+    if idx.shape[:b] != data.shape[:b]:
+        raise ctx.fail(Reason.INVALID_MODEL, "the batch dimensions of data and indices differ")
+    out_shape = idx.shape[:-1] + data.shape[b + k:]
+    _require_nonempty(ctx, out_shape)
+    dims = list(data.shape[b:b + k])
+    # The batch coordinates of every index tuple: shape idx.shape[:-1] + [b].
+    batch = np.broadcast_to(_coordinate_grid(idx.shape[:b]).reshape(idx.shape[:b] + (1,) * (idx.rank - 1 - b) + (b,)),
+                            idx.shape[:-1] + (b,))
+    if idx.is_const:
+        full = normalize_const_indices(ctx, idx.data, dims)
+        if b:
+            full = np.concatenate([batch, full], axis=-1)
+        indices = ctx.new_const(full, hint="indices")
+    else:
+        indices = _floor_mod_indices(ctx, idx, dims)
+        if b:
+            shape = idx.shape[:-1] + (b + k,)
+            indices = ctx.emit1("CONCATENATION", [ctx.new_const(batch.astype(idx.dtype), hint="batch"), indices],
+                                shape, idx.dtype, "indices", axis=idx.rank - 1, fusedActivationFunction="NONE")
+    ctx.emit("GATHER_ND", [data, indices], [ctx.output(0, out_shape, data.dtype)])
+
+
+def element_coordinates(ctx: LowerContext, idx: Tensor, axis: int, dim: int, to_int32: bool = False) -> Tensor:
+    """Full coordinates (shape idx.shape + [rank]) of the elements an element-wise index names.
+
+    Element p of the result is p itself with coordinate ``axis`` replaced by idx[p]
+    (negative indices wrapped by ``dim``).
+    """
+    grid = _coordinate_grid(idx.shape)
+    if idx.is_const:
+        grid[..., axis] = normalize_const_indices(ctx, idx.data, dim)
+        return ctx.new_const(grid, hint="coords")
+    grid[..., axis] = 0
+    wrapped = _floor_mod_indices(ctx, idx, dim, to_int32)
+    onehot = np.zeros(idx.rank, wrapped.dtype)
+    onehot[axis] = 1
+    column = ctx.reshape(wrapped, idx.shape + (1,))
+    placed = _binary(ctx, "MUL", column, ctx.new_const(onehot, hint="axis_onehot"), hint="placed")
+    return _binary(ctx, "ADD", placed, ctx.new_const(grid.astype(wrapped.dtype), hint="grid"), hint="coords")
+
+
+@lowering("GatherElements", since=11, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES)
+def lower_gather_elements(node: NodeView, ctx: LowerContext) -> None:
+    """GatherElements as GATHER_ND over full per-element coordinates."""
+    data, idx = ctx.input(0), ctx.input(1)
+    _index_dtype(ctx, idx)
+    if data.rank == 0 or idx.rank != data.rank:
+        raise ctx.fail(Reason.INVALID_MODEL, "data and indices must have the same rank >= 1")
+    axis = _norm_axis(ctx, node.attr("axis", 0), data.rank)
+    if any(i > d for a, (i, d) in enumerate(zip(idx.shape, data.shape)) if a != axis):
+        raise ctx.fail(Reason.INVALID_MODEL, "indices exceed data on a non-indexed axis")
+    _require_nonempty(ctx, idx.shape)
+    coords = element_coordinates(ctx, idx, axis, data.shape[axis])
+    ctx.emit("GATHER_ND", [data, coords], [ctx.output(0, idx.shape, data.dtype)])
+
+
+# -- ScatterND / ScatterElements -------------------------------------------------------------------
+def _reduction(ctx: LowerContext, node: NodeView) -> str:
+    reduction = node.attr("reduction", "none") if node.opset >= 16 else "none"
+    if reduction not in ("none", "add"):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"reduction '{reduction}' is not supported (LiteRT SCATTER_ND only sums); use none or add")
+    return reduction
+
+
+def _scatter(ctx: LowerContext, data: Tensor, coords: Tensor, updates: Tensor, reduction: str,
+             out: Tensor) -> None:
+    """ONNX ScatterND semantics from LiteRT's zero-based SCATTER_ND; ``coords`` are normalized int32
+    (the stock SCATTER_ND kernel takes int32 indices only)."""
+    k = coords.shape[-1]
+    if updates.shape != coords.shape[:-1] + data.shape[k:]:
+        raise ctx.fail(Reason.INVALID_MODEL, f"updates shape {list(updates.shape)} does not match the indices")
+    if updates.dtype != data.dtype:
+        raise ctx.fail(Reason.INVALID_MODEL, "data and updates have different dtypes")
+    shape = ctx.new_const(np.array(data.shape, np.int32), hint="shape")
+    scattered = ctx.emit1("SCATTER_ND", [coords, updates, shape], data.shape, data.dtype, "scattered")
+    if reduction == "add":
+        _binary(ctx, "ADD", data, scattered, out=out)
+        return
+    mask_shape = data.shape[:k] + (1,) * (data.rank - k)
+    if coords.is_const:
+        flat = coords.data.reshape(-1, k)
+        if len({tuple(r) for r in flat.tolist()}) != len(flat):
+            # ONNX leaves duplicates undefined for reduction='none'; refuse rather than guess.
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "constant indices contain duplicates")
+        mask = np.zeros(data.shape[:k], bool)
+        mask[tuple(flat.T)] = True
+        written = ctx.new_const(mask.reshape(mask_shape), hint="mask")
+    else:
+        ones = ctx.new_const(np.ones(coords.shape[:-1], np.int32), hint="ones")
+        count = ctx.emit1("SCATTER_ND", [coords, ones, ctx.new_const(np.array(data.shape[:k], np.int32),
+                                                                     hint="mask_shape")],
+                          data.shape[:k], _I32, "count")
+        written = _binary(ctx, "GREATER", count, ctx.new_const(np.array(0, np.int32), hint="zero"),
+                          hint="written", dtype=_BOOL)
+        if written.shape != mask_shape:
+            written = ctx.reshape(written, mask_shape)
+    _select(ctx, written, scattered, data, out=out)
+
+
+_SCATTER_DTYPES = _F32_I32_I64
+
+
+@lowering("ScatterND", since=11, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES)
+def lower_scatter_nd(node: NodeView, ctx: LowerContext) -> None:
+    """ScatterND (reduction none/add) with constant or run-time indices."""
+    data, idx, updates = ctx.input(0), ctx.input(1), ctx.input(2)
+    _index_dtype(ctx, idx)
+    k = idx.shape[-1] if idx.rank else 0
+    if k < 1 or k > data.rank:
+        raise ctx.fail(Reason.INVALID_MODEL, f"index tuples of length {k} do not fit data of rank {data.rank}")
+    reduction = _reduction(ctx, node)
+    _require_nonempty(ctx, data.shape, "data")
+    _require_nonempty(ctx, idx.shape, "indices")
+    dims = list(data.shape[:k])
+    if idx.is_const:
+        coords = ctx.new_const(normalize_const_indices(ctx, idx.data, dims), hint="indices")
+    else:
+        coords = _floor_mod_indices(ctx, idx, dims, to_int32=True)
+    _scatter(ctx, data, coords, updates, reduction, ctx.output(0, data.shape, data.dtype))
+
+
+@lowering("ScatterElements", since=11, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES)
+def lower_scatter_elements(node: NodeView, ctx: LowerContext) -> None:
+    """ScatterElements (reduction none/add, any axis) as a scatter of full per-element coordinates."""
+    data, idx, updates = ctx.input(0), ctx.input(1), ctx.input(2)
+    _index_dtype(ctx, idx)
+    if data.rank == 0 or idx.rank != data.rank or updates.shape != idx.shape:
+        raise ctx.fail(Reason.INVALID_MODEL, "data, indices and updates must have the same rank; "
+                       "indices and updates the same shape")
+    axis = _norm_axis(ctx, node.attr("axis", 0), data.rank)
+    reduction = _reduction(ctx, node)
+    _require_nonempty(ctx, data.shape, "data")
+    _require_nonempty(ctx, idx.shape, "indices")
+    coords = element_coordinates(ctx, idx, axis, data.shape[axis], to_int32=True)
+    _scatter(ctx, data, coords, updates, reduction, ctx.output(0, data.shape, data.dtype))
+
+
+# -- OneHot ----------------------------------------------------------------------------------------
+_ONE_HOT_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+
+
+@lowering("OneHot", since=9, onnx_dtypes=ONNX_ALL, dtypes=_ONE_HOT_DTYPES, verified=_F32_I32_I64, dtype_input=2)
+def lower_one_hot(node: NodeView, ctx: LowerContext) -> None:
+    """ONE_HOT with a constant depth; negative indices wrap (index + depth) per the ONNX spec.
+
+    Indices outside [-depth, depth) give all-off rows in both ONNX and LiteRT.
+    """
+    idx, values = ctx.input(0), ctx.input(2)
+    _index_dtype(ctx, idx)
+    depth_value = np.asarray(ctx.require_const(1, "depth")).reshape(-1)
+    if depth_value.size != 1:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "depth must hold exactly one value")
+    depth = int(depth_value[0])
+    if depth < 1:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"depth {depth} must be positive")
+    if values.size != 2:
+        raise ctx.fail(Reason.INVALID_MODEL, "values must hold [off_value, on_value]")
+    axis = _norm_axis(ctx, node.attr("axis", -1), idx.rank + 1)
+    out_shape = idx.shape[:axis] + (depth,) + idx.shape[axis:]
+    _require_nonempty(ctx, out_shape)
+    if idx.is_const:
+        v = np.asarray(idx.data).astype(np.int64)
+        indices = ctx.new_const(np.where(v < 0, v + depth, v).astype(idx.dtype), hint="indices")
+    else:
+        neg = _binary(ctx, "LESS", idx, ctx.new_const(np.array(0, idx.dtype), hint="zero"), hint="negative",
+                      dtype=_BOOL)
+        shifted = _binary(ctx, "ADD", idx, ctx.new_const(np.array(depth, idx.dtype), hint="depth"), hint="wrapped")
+        indices = _select(ctx, neg, shifted, idx, hint="indices")
+    if values.is_const:
+        flat = values.data.reshape(-1)
+        off, on = ctx.new_const(flat[0], hint="off"), ctx.new_const(flat[1], hint="on")
+    else:
+        flat_t = ctx.reshape(values, (2,))
+        off = ctx.reshape(ctx.emit1("SLICE", [flat_t, ctx.new_const(np.array([0], np.int32), hint="b0"),
+                                              ctx.new_const(np.array([1], np.int32), hint="n")],
+                                    (1,), values.dtype, "off"), ())
+        on = ctx.reshape(ctx.emit1("SLICE", [flat_t, ctx.new_const(np.array([1], np.int32), hint="b1"),
+                                             ctx.new_const(np.array([1], np.int32), hint="n")],
+                                   (1,), values.dtype, "on"), ())
+    ctx.emit("ONE_HOT", [indices, ctx.new_const(np.array(depth, np.int32), hint="depth"), on, off],
+             [ctx.output(0, out_shape, values.dtype)], axis=axis)
+
+
+# -- TopK ------------------------------------------------------------------------------------------
+_TOPK_DTYPES = ("float32", "int32", "int64", "int8", "uint8")
+
+
+@lowering("TopK", since=1, onnx_dtypes=ONNX_NUMERIC, dtypes=_TOPK_DTYPES, verified=_F32_I32_I64)
+def lower_topk(node: NodeView, ctx: LowerContext) -> None:
+    """TOPK_V2 on the last axis (other axes through TRANSPOSE); indices CAST to int64.
+
+    largest=0 (opset 11) takes the top k of an order-reversing map: NEG for floats, and the
+    overflow-free -1 - x (bitwise not) for signed integers. Ties keep the lower index first,
+    as ONNX requires. sorted=0 leaves the order unspecified, so sorted output is valid.
+    """
+    x = ctx.input(0)
+    if x.rank == 0:
+        raise ctx.fail(Reason.INVALID_MODEL, "TopK needs an input of rank >= 1")
+    axis = _norm_axis(ctx, node.attr("axis", -1), x.rank)
+    k = int(node.attr("k", 0)) if node.opset < 10 else _scalar_int(ctx, 1, "K")
+    largest = int(node.attr("largest", 1)) if node.opset >= 11 else 1
+    dim = x.shape[axis]
+    if not 1 <= k <= dim:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"k={k} must lie in [1, {dim}]")
+    if not largest and x.dtype.name not in _F32_I32_I64:
+        # The order-reversing map needs NEG / SUB kernels for the dtype (float32, int32, int64).
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"largest=0 is not supported for {x.dtype.name}")
+    _require_nonempty(ctx, x.shape, "the input")
+    out_shape = x.shape[:axis] + (k,) + x.shape[axis + 1:]
+    values_out = ctx.output(0, out_shape, x.dtype)
+    index_out = ctx.output(1, out_shape, _I64)
+    last = axis == x.rank - 1
+    perm = tuple(i for i in range(x.rank) if i != axis) + (axis,)
+    src = x if last else ctx.transpose(x, perm)
+    if not largest:
+        src = _order_reverse(ctx, src)
+    top_shape = src.shape[:-1] + (k,)
+    direct = last and largest  # TOPK_V2 can write ONNX output 0 itself
+    vals = values_out if direct else ctx.tmp(top_shape, x.dtype, "values")
+    idx = ctx.tmp(top_shape, _I32, "indices")
+    ctx.emit("TOPK_V2", [src, ctx.new_const(np.array(k, np.int32), hint="k")], [vals, idx])
+    if not largest:
+        vals = _order_reverse(ctx, vals, out=values_out if last else None)
+    if not last:
+        inv = inverse_perm(perm)
+        ctx.transpose(vals, inv, out=values_out)
+        idx = ctx.transpose(idx, inv)
+    _cast(ctx, idx, _I64, out=index_out)
+
+
+def _order_reverse(ctx: LowerContext, x: Tensor, out: Tensor | None = None) -> Tensor:
+    """An exact, self-inverse, order-reversing map: -x for floats, -1 - x for signed ints."""
+    if x.dtype.kind == "f":
+        return ctx.emit1("NEG", [x], x.shape, x.dtype, "reversed", out)
+    return _binary(ctx, "SUB", ctx.new_const(np.array(-1, x.dtype), hint="minus_one"), x, out=out, hint="reversed")
+
+
+# -- CumSum ----------------------------------------------------------------------------------------
+@lowering("CumSum", since=11, onnx_dtypes=ONNX_NUMERIC, dtypes=_F32_I32_I64, verified=_F32_I32_I64)
+def lower_cumsum(node: NodeView, ctx: LowerContext) -> None:
+    """CUMSUM with a constant axis; exclusive and reverse map to its options."""
+    x = ctx.input(0)
+    if x.rank == 0:
+        raise ctx.fail(Reason.INVALID_MODEL, "CumSum needs an input of rank >= 1")
+    axis = _norm_axis(ctx, _scalar_int(ctx, 1, "axis"), x.rank)
+    _require_nonempty(ctx, x.shape, "the input")
+    ctx.emit("CUMSUM", [x, ctx.new_const(np.array(axis, np.int32), hint="axis")],
+             [ctx.output(0, x.shape, x.dtype)], exclusive=bool(node.attr("exclusive", 0)),
+             reverse=bool(node.attr("reverse", 0)))
+
+
+# -- Range -----------------------------------------------------------------------------------------
+_RANGE_DTYPES = ("float32", "int32", "int64")
+
+
+def range_length(start: float, limit: float, delta: float) -> int:
+    """ONNX Range's element count: max(ceil((limit - start) / delta), 0)."""
+    return max(int(math.ceil((limit - start) / delta)), 0)
+
+
+@lowering("Range", since=11, onnx_dtypes=("float32", "float64", "int16", "int32", "int64"),
+          dtypes=_RANGE_DTYPES, verified=_RANGE_DTYPES)
+def lower_range(node: NodeView, ctx: LowerContext) -> None:
+    """Constant inputs: the value computed now. Run-time inputs: RANGE with a dynamic length."""
+    start, limit, delta = ctx.const(0), ctx.const(1), ctx.const(2)
+    dtype = ctx.input(0).dtype
+    if start is not None and limit is not None and delta is not None:
+        s, lim, d = (np.asarray(v).reshape(()).item() for v in (start, limit, delta))
+        if d == 0:
+            raise ctx.fail(Reason.INVALID_MODEL, "Range delta must not be zero")
+        n = range_length(s, lim, d)
+        _require_nonempty(ctx, (n,))
+        # ONNX Runtime accumulates start + delta + delta ... in the element type.
+        values = np.empty(n, dtype)
+        acc = np.asarray(s, dtype)
+        step = np.asarray(d, dtype)
+        for i in range(n):
+            values[i] = acc
+            acc = (acc + step).astype(dtype)
+        _set_const_output(ctx, values, "range")
+        return
+    known = ctx.out_shape(0)
+    if known is not None and all(int(v) > 0 for v in known):
+        out = ctx.output(0, tuple(known), dtype)
+    else:
+        out = ctx.output(0, (_DYNAMIC,), dtype)
+        out.shape_signature = (-1,)
+    ins = [ctx.reshape(ctx.input(i), ()) if ctx.input(i).rank else ctx.input(i) for i in range(3)]
+    ctx.emit("RANGE", ins, [out])
+
+
+# -- Tile / Expand ---------------------------------------------------------------------------------
+_BROADCAST_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+
+
+@lowering("Tile", since=6, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES)
+def lower_tile(node: NodeView, ctx: LowerContext) -> None:
+    """TILE; constant repeats become int32 multiples, run-time repeats need a known output shape."""
+    x = ctx.input(0)
+    repeats = ctx.const(1)
+    if repeats is not None:
+        reps = [int(r) for r in np.asarray(repeats).reshape(-1)]
+        if len(reps) != x.rank or any(r < 0 for r in reps):
+            raise ctx.fail(Reason.INVALID_MODEL, f"repeats {reps} do not match rank {x.rank}")
+        shape = tuple(d * r for d, r in zip(x.shape, reps))
+        multiples = ctx.new_const(np.array(reps, np.int32), hint="multiples")
+    else:
+        shape = ctx.out_shape(0)
+        if shape is None:
+            raise ctx.fail(Reason.DYNAMIC_SHAPE_UNSUPPORTED,
+                           "repeats are computed at run time and the output shape is not known")
+        multiples = ctx.input(1)
+        _index_dtype(ctx, multiples, "repeats")
+    _require_nonempty(ctx, shape)
+    out = ctx.output(0, tuple(shape), x.dtype)
+    if x.rank == 0:
+        _copy(ctx, x, out)
+        return
+    ctx.emit("TILE", [x, multiples], [out])
+
+
+@lowering("Expand", since=8, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES)
+def lower_expand(node: NodeView, ctx: LowerContext) -> None:
+    """Expand (bidirectional broadcast) -> BROADCAST_TO the broadcast shape (or a copy)."""
+    x = ctx.input(0)
+    shape_value = ctx.const(1)
+    if shape_value is not None:
+        target = [int(d) for d in np.asarray(shape_value).reshape(-1)]
+        try:
+            shape = tuple(np.broadcast_shapes(x.shape, tuple(target)))
+        except ValueError:
+            raise ctx.fail(Reason.INVALID_MODEL, f"shape {target} does not broadcast with {list(x.shape)}") from None
+    else:
+        known = ctx.out_shape(0)
+        if known is None:
+            raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                           "shape is computed at run time and the output shape is not known")
+        shape = tuple(int(d) for d in known)
+    _require_nonempty(ctx, shape)
+    out = ctx.output(0, shape, x.dtype)
+    if shape == x.shape:
+        _copy(ctx, x, out)
+        return
+    ctx.emit("BROADCAST_TO", [x, ctx.new_const(np.array(shape, np.int32), hint="shape")], [out])
+
+
+# -- Trilu / EyeLike -------------------------------------------------------------------------------
+_SELECT_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+
+
+@lowering("Trilu", since=14, onnx_dtypes=ONNX_ALL, dtypes=_SELECT_DTYPES, verified=_F32_I32_I64 + ("bool",))
+def lower_trilu(node: NodeView, ctx: LowerContext) -> None:
+    """SELECT_V2 between the input and zero with a constant triangular mask (exact for inf/NaN)."""
+    x = ctx.input(0)
+    if x.rank < 2:
+        raise ctx.fail(Reason.INVALID_MODEL, "Trilu needs an input of rank >= 2")
+    k = _scalar_int(ctx, 1, "k") if ctx.has_input(1) else 0
+    _require_nonempty(ctx, x.shape, "the input")
+    n, m = x.shape[-2:]
+    rows, cols = np.indices((n, m))
+    mask = (cols - rows >= k) if int(node.attr("upper", 1)) else (cols - rows <= k)
+    out = ctx.output(0, x.shape, x.dtype)
+    _select(ctx, ctx.new_const(mask, hint="mask"), x, ctx.new_const(np.zeros((), x.dtype), hint="zero"), out=out)
+
+
+_EYE_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+
+
+@lowering("EyeLike", since=9, onnx_dtypes=ONNX_NUMERIC + ("bool",), dtypes=_EYE_DTYPES, verified=_F32_I32_I64,
+          dtype_input=None)
+def lower_eye_like(node: NodeView, ctx: LowerContext) -> None:
+    """A constant: the input's static 2-D shape fully determines the output."""
+    x = ctx.input(0)
+    if x.rank != 2:
+        raise ctx.fail(Reason.INVALID_MODEL, "EyeLike needs a 2-D input")
+    dtype = x.dtype
+    if node.attr("dtype") is not None:
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(node.attr("dtype"))))
+    if dtype.name not in _EYE_DTYPES:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"output dtype {dtype.name} is not supported")
+    _require_nonempty(ctx, x.shape, "the input")
+    _set_const_output(ctx, np.eye(x.shape[0], x.shape[1], int(node.attr("k", 0)), dtype=dtype), "eye")
+
+
+# -- NonZero / Compress ----------------------------------------------------------------------------
+_WHERE_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+
+
+@lowering("NonZero", since=9, onnx_dtypes=ONNX_ALL, dtypes=_WHERE_DTYPES, verified=("float32", "int32", "bool"))
+def lower_nonzero(node: NodeView, ctx: LowerContext) -> None:
+    """Constant input: the value now. Otherwise WHERE ([n, rank] int64, dynamic n) + TRANSPOSE."""
+    x = ctx.input(0)
+    if x.rank == 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "NonZero of a scalar is not supported")
+    if x.is_const:
+        value = np.array(np.nonzero(x.data), np.int64)
+        _require_nonempty(ctx, value.shape)
+        _set_const_output(ctx, value, "nonzero")
+        return
+    _require_nonempty(ctx, x.shape, "the input")
+    coords = ctx.tmp((_DYNAMIC, x.rank), _I64, "coords")
+    coords.shape_signature = (-1, x.rank)
+    ctx.emit("WHERE", [x], [coords])
+    out = ctx.output(0, (x.rank, _DYNAMIC), _I64)
+    out.shape_signature = (x.rank, -1)
+    ctx.emit("TRANSPOSE", [coords, ctx.new_const(np.array([1, 0], np.int32), hint="perm")], [out])
+
+
+@lowering("Compress", since=9, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES)
+def lower_compress(node: NodeView, ctx: LowerContext) -> None:
+    """Constant condition -> GATHER of the selected positions (the input flattened without axis)."""
+    x = ctx.input(0)
+    cond = ctx.const(1)
+    if cond is None:
+        raise ctx.fail(Reason.DYNAMIC_SHAPE_UNSUPPORTED,
+                       "a run-time condition gives a data-dependent output shape; make it a constant")
+    axis_attr = node.attr("axis")
+    src = x
+    if axis_attr is None:
+        src = ctx.reshape(x, (x.size,))
+        axis = 0
+    else:
+        axis = _norm_axis(ctx, axis_attr, x.rank)
+    cond = np.asarray(cond).reshape(-1).astype(bool)
+    if cond.size > src.shape[axis]:
+        raise ctx.fail(Reason.INVALID_MODEL, "condition is longer than the compressed axis")
+    positions = np.nonzero(cond)[0].astype(np.int32)
+    shape = src.shape[:axis] + (positions.size,) + src.shape[axis + 1:]
+    _require_nonempty(ctx, shape)
+    ctx.emit("GATHER", [src, ctx.new_const(positions, hint="positions")], [ctx.output(0, shape, x.dtype)],
+             axis=axis, batchDims=0)
