@@ -1,65 +1,195 @@
-"""Safe loading of ONNX files: clear errors, external data confined to the model folder."""
+"""Safe loading of ONNX models: clear errors, external data confined to the model folder.
+
+Weights leave the protobuf as soon as they are read: :func:`load_graph` returns the model
+*without* initializers plus a ``name -> numpy array`` dict, so a large model is never held
+twice (once as protobuf bytes, once as arrays). The caller's ModelProto and files are only
+read, never modified.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import external_data_helper
+from onnx import external_data_helper, numpy_helper
 
 from ..errors import ConversionError, Issue, Reason
 
 MIN_OPSET = 7
 MAX_OPSET = 23
 
+ModelSource = str | os.PathLike | bytes | bytearray | onnx.ModelProto
+
 
 def _invalid(msg: str) -> ConversionError:
     return ConversionError(Issue(Reason.INVALID_MODEL, msg))
 
 
-def load_model(source: str | os.PathLike | bytes | onnx.ModelProto) -> onnx.ModelProto:
-    """Load a model from a path, bytes or a ModelProto (copied, so the caller's is untouched)."""
+def load_model(source: ModelSource) -> onnx.ModelProto:
+    """Load a model (path, bytes or ModelProto) as a private copy with all weights inline."""
+    model, constants = load_graph(source)
+    model.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in constants.items())
+    return model
+
+
+def load_graph(source: ModelSource) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """Load ``source``; return (model without initializers, initializer arrays by name).
+
+    Raises ``invalid_model`` for a missing file, a folder, bytes that are not an ONNX model
+    or external data that cannot be read, and ``unsafe_external_data`` for an external-data
+    location outside the model's folder.
+    """
     if isinstance(source, onnx.ModelProto):
-        model = onnx.ModelProto()
-        model.CopyFrom(source)
-        return model
+        model = _copy_without_initializers(source)
+        _require_no_external_data(model, "the ModelProto given")
+        return model, _arrays(source.graph.initializer, None, "the ModelProto given", clear=False)
     if isinstance(source, (bytes, bytearray)):
-        try:
-            return onnx.load_model_from_string(bytes(source))
-        except Exception as exc:  # protobuf raises several types
-            raise _invalid(f"the bytes given are not an ONNX model ({exc})") from None
+        model = _parse(bytes(source), "the bytes given")
+        _require_no_external_data(model, "the bytes given")
+        return model, _take_initializers(model, None, "the bytes given")
+    if not isinstance(source, (str, os.PathLike)):
+        raise _invalid(f"expected a path, bytes or onnx.ModelProto, got {type(source).__name__}")
     path = Path(source)
     if not path.exists():
         raise _invalid(f"file not found: {path}")
     if not path.is_file():
         raise _invalid(f"not a file: {path}")
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise _invalid(f"{path} is not an ONNX model ({type(exc).__name__})") from None
-    if not model.graph.node and not model.graph.output:
-        raise _invalid(f"{path} is not an ONNX model (no graph)")
-    _load_external_data(model, path.parent)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _invalid(f"cannot read {path}: {exc.strerror or exc}") from None
+    model = _parse(data, str(path))
+    del data
+    base = path.resolve().parent
+    _check_external_locations(model, base)
+    _inline_attribute_tensors(model, base)
+    return model, _take_initializers(model, base, str(path))
+
+
+def _parse(data: bytes, what: str) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as exc:  # protobuf raises several types
+        raise _invalid(f"{what} is not an ONNX model ({type(exc).__name__})") from None
+    # Random bytes can parse as an (almost) empty message: require the basics of a model.
+    if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
+        raise _invalid(f"{what} is not an ONNX model (no graph)")
     return model
 
 
-def _load_external_data(model: onnx.ModelProto, base_dir: Path) -> None:
-    """Resolve external tensors, refusing any location outside the model's folder."""
-    base = base_dir.resolve()
-    tensors = list(external_data_helper._get_all_tensors(model))
-    for tensor in tensors:
+def _copy_without_initializers(source: onnx.ModelProto) -> onnx.ModelProto:
+    """A deep copy of ``source`` minus its initializers (which may be gigabytes)."""
+    model = onnx.ModelProto()
+    copy_fields(source, model, skip=("graph",))
+    copy_fields(source.graph, model.graph, skip=("initializer", "sparse_initializer"))
+    return model
+
+
+def copy_fields(src: object, dst: object, skip: tuple[str, ...] = ()) -> None:
+    """Copy every set field of protobuf message ``src`` into ``dst`` except those in ``skip``."""
+    for desc, value in src.ListFields():
+        if desc.name in skip:
+            continue
+        target = getattr(dst, desc.name)
+        if hasattr(target, "extend"):
+            target.extend(value)
+        elif hasattr(target, "CopyFrom"):
+            target.CopyFrom(value)
+        else:
+            setattr(dst, desc.name, value)
+
+
+def _all_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    return list(external_data_helper._get_all_tensors(model))
+
+
+def _require_no_external_data(model: onnx.ModelProto, what: str) -> None:
+    """Without a folder there is nothing safe to resolve a relative location against."""
+    for tensor in _all_tensors(model):
+        if external_data_helper.uses_external_data(tensor):
+            raise _invalid(f"{what} references external data for tensor '{tensor.name}' "
+                           "('" + external_data_helper.ExternalDataInfo(tensor).location + "'); "
+                           "convert from the .onnx file path so it can be read from the model's folder")
+
+
+def _safe_target(tensor: onnx.TensorProto, base: Path) -> Path:
+    """The external-data file of ``tensor``, which must resolve inside ``base``."""
+    location = external_data_helper.ExternalDataInfo(tensor).location
+    target = (base / location).resolve()  # resolve() follows symlinks, so links out are caught
+    if not location or os.path.isabs(location) or Path(location).drive or base not in target.parents:
+        raise ConversionError(Issue(
+            Reason.UNSAFE_EXTERNAL_DATA,
+            f"tensor '{tensor.name}' points at external data '{location}', outside the model folder {base}"))
+    return target
+
+
+def _check_external_locations(model: onnx.ModelProto, base: Path) -> None:
+    """Vet every location before reading any file: unsafe paths first, then missing files."""
+    for tensor in _all_tensors(model):
         if not external_data_helper.uses_external_data(tensor):
             continue
-        info = external_data_helper.ExternalDataInfo(tensor)
-        target = (base / info.location).resolve()
-        if os.path.isabs(info.location) or base not in target.parents:
-            raise ConversionError(Issue(
-                Reason.UNSAFE_EXTERNAL_DATA,
-                f"initializer '{tensor.name}' points at '{info.location}', outside the model folder {base}"))
+        target = _safe_target(tensor, base)
         if not target.is_file():
-            raise _invalid(f"external data file for '{tensor.name}' not found: {target}")
-    if any(external_data_helper.uses_external_data(t) for t in tensors):
-        external_data_helper.load_external_data_for_model(model, str(base))
+            raise _invalid(f"external data file for tensor '{tensor.name}' not found: {target}")
+
+
+def _read_external(tensor: onnx.TensorProto, base: Path) -> bytes:
+    info = external_data_helper.ExternalDataInfo(tensor)
+    target = _safe_target(tensor, base)
+    try:
+        with open(target, "rb") as f:
+            offset = int(info.offset or 0)
+            f.seek(offset)
+            data = f.read(int(info.length)) if info.length else f.read()
+            if info.length and len(data) != int(info.length):
+                raise _invalid(f"external data for tensor '{tensor.name}' is truncated: wanted {info.length} "
+                               f"bytes at offset {offset} of {target}, got {len(data)}")
+    except OSError as exc:
+        raise _invalid(f"cannot read external data for tensor '{tensor.name}': {exc.strerror or exc}") from None
+    return data
+
+
+def _inline(tensor: onnx.TensorProto, base: Path) -> None:
+    """Move external bytes into ``raw_data`` so the tensor is self-contained."""
+    data = _read_external(tensor, base)
+    del tensor.external_data[:]
+    tensor.data_location = onnx.TensorProto.DEFAULT
+    tensor.raw_data = data
+
+
+def _inline_attribute_tensors(model: onnx.ModelProto, base: Path) -> None:
+    """Constant-node values and other attribute tensors (initializers are handled separately)."""
+    top_level = {t.name for t in model.graph.initializer}
+    for tensor in _all_tensors(model):
+        if external_data_helper.uses_external_data(tensor) and tensor.name not in top_level:
+            _inline(tensor, base)
+
+
+def _to_array(tensor: onnx.TensorProto, what: str) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:
+        raise _invalid(f"{what}: initializer '{tensor.name}' cannot be decoded ({exc})") from None
+
+
+def _arrays(tensors: object, base: Path | None, what: str, clear: bool) -> dict[str, np.ndarray]:
+    """Initializers to arrays; with ``clear`` each proto's bytes are dropped once converted."""
+    out: dict[str, np.ndarray] = {}
+    for tensor in tensors:
+        if base is not None and external_data_helper.uses_external_data(tensor):
+            _inline(tensor, base)
+        out[tensor.name] = _to_array(tensor, what)
+        if clear:
+            tensor.ClearField("raw_data")
+    return out
+
+
+def _take_initializers(model: onnx.ModelProto, base: Path | None, what: str) -> dict[str, np.ndarray]:
+    constants = _arrays(model.graph.initializer, base, what, clear=True)
+    del model.graph.initializer[:]
+    return constants
 
 
 def default_opset(model: onnx.ModelProto) -> int:
