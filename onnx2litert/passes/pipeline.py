@@ -1,12 +1,75 @@
-"""The pass pipeline, in the order that lets each pass see the previous one's result."""
+"""The pass pipeline, in the order that lets each pass see the previous one's result.
+
+One round runs:
+
+1. clean-up that exposes structure: SQUEEZE/EXPAND_DIMS -> RESHAPE, RESHAPE chains,
+   MIN/MAX clamps -> RELU*, no-op arithmetic;
+2. constant folding, constant sharing and common-op merging (so two transposes of one
+   input are one, and transposes of constants are constants);
+3. the transpose optimizer (sinks and cancels layout transposes, makes per-channel
+   constants channels-last);
+4. fusions that need the optimizer's result: PAD into conv/pool padding, per-channel
+   MUL/ADD (BatchNormalization) into conv/FC weights, then activations into producers
+   (also through CONCATENATION), and a flattening RESHAPE into FULLY_CONNECTED;
+5. dead code elimination.
+
+Rounds repeat until nothing changes (a fusion can enable another layout move and back).
+"""
 from __future__ import annotations
 
-from ..ir import Model
+from typing import Callable
+
+from ..ir import Model, Subgraph
 from ..options import ConversionOptions
+from .cleanup import (canonicalize_clamps, canonicalize_reshapes, drop_reshape_before_fully_connected,
+                      remove_noop_arithmetic)
 from .dce import remove_dead_ops
+from .fold import eliminate_common_ops, fold_constants, share_constants
+from .fuse import fold_affine_into_producer, fold_pad_into_conv, fuse_activations, fuse_activations_through_concat
+from .graphutil import topo_sort
+from .layout import optimize_layout
+
+Pass = Callable[[Subgraph], bool]
+
+# The passes of one round, in order.
+ROUND: tuple[tuple[str, Pass], ...] = (
+    ("canonicalize_reshapes", canonicalize_reshapes),
+    ("canonicalize_clamps", canonicalize_clamps),
+    ("remove_noop_arithmetic", remove_noop_arithmetic),
+    ("fold_constants", fold_constants),
+    ("share_constants", share_constants),
+    ("eliminate_common_ops", eliminate_common_ops),
+    ("remove_dead_ops", remove_dead_ops),
+    ("optimize_layout", optimize_layout),
+    ("canonicalize_reshapes", canonicalize_reshapes),
+    ("fold_pad_into_conv", fold_pad_into_conv),
+    ("fold_affine_into_producer", fold_affine_into_producer),
+    ("fuse_activations", fuse_activations),
+    ("fuse_activations_through_concat", fuse_activations_through_concat),
+    ("drop_reshape_before_fully_connected", drop_reshape_before_fully_connected),
+    ("remove_dead_ops", remove_dead_ops),
+)
+
+_MAX_ROUNDS = 8
+
+
+def optimize_subgraph(sg: Subgraph, max_rounds: int = _MAX_ROUNDS) -> list[str]:
+    """Run rounds of :data:`ROUND` on ``sg`` to a fixed point; return the passes that changed it."""
+    applied: list[str] = []
+    for _ in range(max_rounds):
+        changed = False
+        for name, run in ROUND:
+            if run(sg):
+                applied.append(name)
+                changed = True
+        if not changed:
+            break
+    topo_sort(sg)
+    remove_dead_ops(sg)
+    return applied
 
 
 def run_passes(model: Model, options: ConversionOptions) -> None:
     """Optimize every subgraph of ``model`` in place."""
     for sg in model.subgraphs:
-        remove_dead_ops(sg)
+        optimize_subgraph(sg)

@@ -1,0 +1,161 @@
+"""Canonicalization and clean-up of shape ops and no-op arithmetic.
+
+* :func:`canonicalize_reshapes`: SQUEEZE / EXPAND_DIMS with static shapes become RESHAPE;
+  RESHAPE of RESHAPE reads the first one's input; a RESHAPE that keeps the shape is removed.
+* :func:`canonicalize_clamps`: MAXIMUM(x, 0) becomes RELU, and a MINIMUM/MAXIMUM pair with
+  constant bounds (0, 6), (-1, 1), (0, 1) becomes RELU6 / RELU_N1_TO_1 / RELU_0_TO_1
+  (float32 only: those kernels are float-only here), so activation fusion can see them.
+* :func:`remove_noop_arithmetic`: ``x + 0``, ``x - 0``, ``x * 1``, ``x / 1`` and casts to the
+  same dtype, when they neither broadcast nor carry a fused activation.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Operator, Subgraph, Tensor
+from .graphutil import Namer, activation, int32_const, is_dynamic, is_plain_float, remove_forwarding_op, single_use
+
+
+def _producers(sg: Subgraph) -> dict[int, Operator]:
+    return {id(t): op for op in sg.operators for t in op.outputs}
+
+
+def canonicalize_reshapes(sg: Subgraph) -> bool:
+    """SQUEEZE/EXPAND_DIMS -> RESHAPE, collapse RESHAPE chains, drop shape-preserving RESHAPEs."""
+    namer = Namer(sg)
+    changed = False
+    for op in list(sg.operators):
+        if op.opcode in ("SQUEEZE", "EXPAND_DIMS") and op.inputs and not is_dynamic(op.outputs[0]) \
+                and not is_dynamic(op.inputs[0]):
+            op.opcode = "RESHAPE"
+            op.inputs = [op.inputs[0], int32_const(namer, f"{op.outputs[0].name}/shape", op.outputs[0].shape)]
+            op.options = {}
+            changed = True
+    producers = _producers(sg)
+    for op in list(sg.operators):
+        if op.opcode != "RESHAPE" or not op.inputs or op.inputs[0] is None:
+            continue
+        inner = producers.get(id(op.inputs[0]))
+        if inner is not None and inner.opcode == "RESHAPE" and inner.inputs[0] is not None \
+                and inner.inputs[0].quantization is op.inputs[0].quantization:
+            op.inputs = [inner.inputs[0], *op.inputs[1:]]
+            changed = True
+        x, out = op.inputs[0], op.outputs[0]
+        if x.shape == out.shape and not is_dynamic(out) and not is_dynamic(x) and remove_forwarding_op(sg, op, x):
+            producers = _producers(sg)
+            changed = True
+    return changed
+
+
+def _scalar_const(t: Tensor | None) -> float | None:
+    if t is None or not t.is_const or t.data.size != 1:
+        return None
+    return float(t.data.reshape(-1)[0])
+
+
+def _bound(op: Operator) -> tuple[Tensor, float] | None:
+    """(variable input, constant scalar bound) of a MINIMUM/MAXIMUM."""
+    if len(op.inputs) != 2:
+        return None
+    a, b = op.inputs
+    for x, c in ((a, b), (b, a)):
+        value = _scalar_const(c)
+        if value is not None and x is not None and not x.is_const and x.shape == op.outputs[0].shape:
+            return x, value
+    return None
+
+
+_CLAMP_OPS = {(0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1", (0.0, 1.0): "RELU_0_TO_1"}
+
+
+def canonicalize_clamps(sg: Subgraph) -> bool:
+    """MAXIMUM(x, 0) -> RELU and MIN/MAX pairs with known bounds -> one clamp activation."""
+    changed = False
+    producers = _producers(sg)
+    consumers = sg.consumers()
+    for op in list(sg.operators):
+        if op.opcode not in ("MINIMUM", "MAXIMUM") or not is_plain_float(op.outputs[0]):
+            continue
+        found = _bound(op)
+        if found is None or not is_plain_float(found[0]):
+            continue
+        x, value = found
+        inner = producers.get(id(x))
+        pair = None
+        if inner is not None and single_use(sg, x, consumers):
+            if inner.opcode in ("MINIMUM", "MAXIMUM") and inner.opcode != op.opcode:
+                inner_found = _bound(inner)
+                if inner_found is not None:
+                    lo, hi = (value, inner_found[1]) if op.opcode == "MAXIMUM" else (inner_found[1], value)
+                    # max(min(x, hi), lo) == min(max(x, lo), hi) only when lo <= hi.
+                    if (lo, hi) in _CLAMP_OPS:
+                        pair = (_CLAMP_OPS[(lo, hi)], inner_found[0])
+            elif inner.opcode == "RELU" and op.opcode == "MINIMUM" and (0.0, value) in _CLAMP_OPS:
+                pair = (_CLAMP_OPS[(0.0, value)], inner.inputs[0])
+        if pair is not None:
+            op.opcode, op.inputs, op.options = pair[0], [pair[1]], {}
+            sg.operators.remove(inner)
+            changed = True
+        elif op.opcode == "MAXIMUM" and value == 0.0:
+            op.opcode, op.inputs, op.options = "RELU", [x], {}
+            changed = True
+        else:
+            continue
+        producers = _producers(sg)
+        consumers = sg.consumers()
+    return changed
+
+
+def remove_noop_arithmetic(sg: Subgraph) -> bool:
+    """Drop ``x+0``, ``x-0``, ``x*1``, ``x/1`` (no broadcast, no activation) and same-dtype CAST."""
+    changed = False
+    for op in list(sg.operators):
+        out = op.outputs[0] if len(op.outputs) == 1 else None
+        if out is None:
+            continue
+        src = None
+        if op.opcode == "CAST" and op.inputs[0] is not None and op.inputs[0].dtype == out.dtype \
+                and op.inputs[0].quantization is None and out.quantization is None:
+            src = op.inputs[0]
+        elif op.opcode in ("ADD", "SUB", "MUL", "DIV") and len(op.inputs) == 2 and activation(op) == "NONE" \
+                and out.quantization is None:
+            neutral = 0.0 if op.opcode in ("ADD", "SUB") else 1.0
+            a, b = op.inputs
+            candidates = [(a, b)] + ([(b, a)] if op.opcode in ("ADD", "MUL") else [])
+            for x, c in candidates:
+                if x is not None and c is not None and c.is_const and x.quantization is None \
+                        and c.quantization is None and x.shape == out.shape and x.dtype == out.dtype \
+                        and np.all(c.data == neutral):
+                    src = x
+                    break
+        if src is not None and remove_forwarding_op(sg, op, src):
+            changed = True
+    return changed
+
+
+def drop_reshape_before_fully_connected(sg: Subgraph) -> bool:
+    """FULLY_CONNECTED flattens its input to (-1, K) itself, so a RESHAPE to (B, K) before it is redundant.
+
+    Only for keepNumDims=False (the output is (B, O) either way) and when every user of the
+    RESHAPE is such a FULLY_CONNECTED.
+    """
+    changed = False
+    consumers = sg.consumers()
+    for op in list(sg.operators):
+        if op.opcode != "RESHAPE" or not op.inputs or op.inputs[0] is None:
+            continue
+        x, out = op.inputs[0], op.outputs[0]
+        users = consumers.get(out, [])
+        if not users or out.rank != 2 or any(t is out for t in sg.outputs) or is_dynamic(x) or is_dynamic(out):
+            continue
+        if x.rank < 2 or x.quantization is not out.quantization:
+            continue
+        if not all(u.opcode == "FULLY_CONNECTED" and u.inputs[0] is out and not u.options.get("keepNumDims", False)
+                   and u.inputs[1] is not None and u.inputs[1].rank == 2 and u.inputs[1].shape[1] == out.shape[1]
+                   and all(t is not out for t in u.inputs[1:]) for u in users):
+            continue
+        for u in users:
+            u.inputs = [x, *u.inputs[1:]]
+        sg.operators.remove(op)
+        changed = True
+    return changed

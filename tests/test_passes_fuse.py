@@ -1,0 +1,235 @@
+"""Unit tests of the folding, fusion and clean-up passes on hand-built IR graphs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnx2litert.passes.cleanup import (canonicalize_clamps, canonicalize_reshapes,
+                                        drop_reshape_before_fully_connected, remove_noop_arithmetic)
+from onnx2litert.passes.dce import remove_dead_ops
+from onnx2litert.passes.fold import eliminate_common_ops, fold_constants, share_constants
+from onnx2litert.passes.fuse import (fold_affine_into_producer, fold_pad_into_conv, fuse_activations,
+                                     fuse_activations_through_concat)
+from onnx2litert.passes.pipeline import optimize_subgraph
+from tests.test_passes_support import Builder, check_rewrite, opcounts
+
+rng = np.random.default_rng(1)
+
+
+def _w(*shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def _weighted(b: Builder, code: str, x_shape=(1, 5, 5, 3), channels: int = 4):
+    """A weighted op of ``code`` on a new input; returns its output tensor."""
+    if code == "CONV_2D":
+        x = b.input("x", x_shape)
+        return b.op(code, [x, b.const(_w(channels, 3, 3, x_shape[-1])), b.const(_w(channels))],
+                    x_shape[:3] + (channels,), padding="SAME", strideW=1, strideH=1, fusedActivationFunction="NONE")
+    if code == "DEPTHWISE_CONV_2D":
+        x = b.input("x", x_shape)
+        c = x_shape[-1]
+        return b.op(code, [x, b.const(_w(1, 3, 3, c)), b.const(_w(c))], x_shape[:3] + (c,), padding="SAME",
+                    strideW=1, strideH=1, depthMultiplier=1, fusedActivationFunction="NONE")
+    if code == "FULLY_CONNECTED":
+        x = b.input("x", (2, 6))
+        return b.op(code, [x, b.const(_w(channels, 6)), b.const(_w(channels))], (2, channels),
+                    fusedActivationFunction="NONE")
+    if code == "TRANSPOSE_CONV":
+        x = b.input("x", x_shape)
+        out_shape = x_shape[:3] + (channels,)
+        return b.op(code, [b.const(out_shape, np.int32), b.const(_w(channels, 3, 3, x_shape[-1])), x],
+                    out_shape, dtype=np.float32, padding="SAME", strideW=1, strideH=1)
+    if code == "CONV_3D":
+        x = b.input("x", (1, 3, 4, 4, 2))
+        return b.op(code, [x, b.const(_w(1, 3, 3, 2, channels)), b.const(_w(channels))], (1, 3, 4, 4, channels),
+                    padding="SAME", strideD=1, strideW=1, strideH=1, fusedActivationFunction="NONE")
+    raise AssertionError(code)
+
+
+PRODUCERS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"]
+
+
+@pytest.mark.parametrize("producer", PRODUCERS)
+def test_batchnorm_like_mul_add_folded(producer):
+    b = Builder()
+    y = _weighted(b, producer)
+    ch = y.shape[-1]
+    y = b.op("MUL", [y, b.const(rng.uniform(0.5, 2, (1,) * (y.rank - 1) + (ch,)))], y.shape,
+             fusedActivationFunction="NONE")
+    y = b.op("ADD", [b.const(_w(ch)), y], y.shape, fusedActivationFunction="NONE")
+    y = b.op("SUB", [y, b.const(_w(ch))], y.shape, fusedActivationFunction="NONE")
+    y = b.op("DIV", [y, b.const(rng.uniform(0.5, 2, (ch,)))], y.shape, fusedActivationFunction="RELU6", name="out")
+    m = check_rewrite(b.model([y]), lambda sg: fold_affine_into_producer(sg) and fold_affine_into_producer(sg))
+    assert sum(opcounts(m).values()) == 1
+    assert m.main.operators[0].options["fusedActivationFunction"] == "RELU6"
+
+
+def test_affine_not_folded_when_shared_or_activated_or_broadcasting():
+    b = Builder()
+    y = _weighted(b, "CONV_2D")
+    m1 = b.op("MUL", [y, b.const(_w(4))], y.shape, fusedActivationFunction="NONE")
+    m2 = b.op("ADD", [y, b.const(_w(4))], y.shape, fusedActivationFunction="NONE")  # y has two consumers
+    m = check_rewrite(b.model([m1, m2]), fold_affine_into_producer)
+    assert opcounts(m)["MUL"] == 1 and opcounts(m)["ADD"] == 1
+
+    b = Builder()
+    x = b.input("x", (1, 5, 5, 3))
+    y = b.op("CONV_2D", [x, b.const(_w(4, 1, 1, 3)), b.const(_w(4))], (1, 5, 5, 4), padding="SAME",
+             strideW=1, strideH=1, fusedActivationFunction="RELU")
+    z = b.op("MUL", [y, b.const(_w(4))], y.shape, fusedActivationFunction="NONE")
+    w = b.op("MUL", [z, b.const(_w(5, 1, 1))], (1, 5, 5, 4), fusedActivationFunction="NONE")
+    m = check_rewrite(b.model([w]), fold_affine_into_producer)
+    assert opcounts(m)["MUL"] == 2
+
+
+@pytest.mark.parametrize("producer", ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D",
+                                      "ADD", "MUL", "SUB", "DIV", "MAX_POOL_2D", "AVERAGE_POOL_2D"])
+@pytest.mark.parametrize("act", ["RELU", "RELU6", "RELU_N1_TO_1"])
+def test_activation_fused(producer, act):
+    b = Builder()
+    if producer in PRODUCERS:
+        y = _weighted(b, producer)
+    elif producer.endswith("POOL_2D"):
+        x = b.input("x", (1, 4, 4, 3))
+        y = b.op(producer, [x], (1, 2, 2, 3), padding="VALID", strideW=2, strideH=2, filterWidth=2, filterHeight=2,
+                 fusedActivationFunction="NONE")
+    else:
+        x = b.input("x", (1, 4, 4, 3))
+        y = b.op(producer, [x, b.const(rng.uniform(0.5, 2, (3,)))], x.shape, fusedActivationFunction="NONE")
+    out = b.op(act, [y], y.shape, name="out")
+    m = check_rewrite(b.model([out]), fuse_activations)
+    assert sum(opcounts(m).values()) == 1
+    assert m.main.operators[0].options["fusedActivationFunction"] == act
+
+
+@pytest.mark.parametrize("producer, act", [("CONCATENATION", "RELU"), ("CONV_2D", "TANH"), ("RESHAPE", "RELU")])
+def test_activation_not_fused_where_kernels_ignore_it(producer, act):
+    b = Builder()
+    if producer == "CONV_2D":
+        y = _weighted(b, producer)
+    elif producer == "RESHAPE":
+        y = b.reshape(b.input("x", (2, 6)), (3, 4))
+    else:
+        x = b.input("x", (1, 4, 3))
+        y = b.op(producer, [x, x], (1, 4, 6), axis=2, fusedActivationFunction="NONE")
+    m = check_rewrite(b.model([b.op(act, [y], y.shape)]), fuse_activations)
+    assert opcounts(m)[act] == 1
+
+
+@pytest.mark.parametrize("code, size, kernel, stride, pads, folds", [
+    ("CONV_2D", 6, 3, 1, (1, 1), True),
+    ("CONV_2D", 6, 3, 2, (0, 1), True),
+    ("CONV_2D", 6, 3, 2, (1, 1), False),   # symmetric pads are not SAME here
+    ("DEPTHWISE_CONV_2D", 7, 5, 1, (2, 2), True),
+    ("DEPTHWISE_CONV_2D", 7, 3, 1, (2, 2), False),
+    ("MAX_POOL_2D", 6, 3, 2, (0, 1), True),
+    ("MAX_POOL_2D", 5, 3, 1, (1, 1), True),
+])
+def test_pad_folded_into_same_padding(code, size, kernel, stride, pads, folds):
+    b = Builder()
+    x = b.input("x", (1, size, size, 2))
+    paddings = b.const([[0, 0], list(pads), list(pads), [0, 0]], np.int32)
+    padded = (1, size + sum(pads), size + sum(pads), 2)
+    if code == "MAX_POOL_2D":
+        p = b.op("PADV2", [x, paddings, b.const(np.finfo(np.float32).min)], padded)
+        n = (padded[1] - kernel) // stride + 1
+        y = b.op(code, [p], (1, n, n, 2), padding="VALID", strideW=stride, strideH=stride, filterWidth=kernel,
+                 filterHeight=kernel, fusedActivationFunction="NONE")
+    else:
+        p = b.op("PAD", [x, paddings], padded)
+        n = (padded[1] - kernel) // stride + 1
+        w = _w(2, kernel, kernel, 2) if code == "CONV_2D" else _w(1, kernel, kernel, 2)
+        opts = {"depthMultiplier": 1} if code == "DEPTHWISE_CONV_2D" else {}
+        y = b.op(code, [p, b.const(w), b.const(_w(2))], (1, n, n, 2), padding="VALID", strideW=stride,
+                 strideH=stride, fusedActivationFunction="NONE", **opts)
+    m = check_rewrite(b.model([y]), fold_pad_into_conv)
+    assert (opcounts(m)["PAD"] + opcounts(m)["PADV2"] == 0) == folds
+
+
+def test_clamps_canonicalized_then_fused():
+    b = Builder()
+    y = _weighted(b, "CONV_2D")
+    r = b.op("MINIMUM", [b.op("MAXIMUM", [y, b.const(0.0)], y.shape), b.const(6.0)], y.shape)
+    z = b.op("ADD", [r, b.const(_w(4))], y.shape, fusedActivationFunction="NONE")
+    z = b.op("MAXIMUM", [b.const([0.0]), z], y.shape)
+    m = check_rewrite(b.model([z]), lambda sg: canonicalize_clamps(sg) and fuse_activations(sg))
+    assert dict(opcounts(m)) == {"CONV_2D": 1, "ADD": 1}
+
+
+def test_reshape_chains_noops_and_squeeze():
+    b = Builder()
+    x = b.input("x", (2, 3, 4))
+    y = b.reshape(b.reshape(x, (6, 4)), (2, 12))
+    y = b.op("EXPAND_DIMS", [y, b.const(1, np.int32)], (2, 1, 12))
+    y = b.op("SQUEEZE", [y], (2, 12), squeezeDims=[1])
+    y = b.reshape(y, (2, 12))
+    y = b.op("ADD", [y, b.const(np.zeros(12))], y.shape, fusedActivationFunction="NONE")
+    y = b.op("MUL", [b.const(1.0), y], y.shape, fusedActivationFunction="NONE", name="out")
+    m = check_rewrite(b.model([y]), lambda sg: canonicalize_reshapes(sg) | remove_noop_arithmetic(sg)
+                      | remove_dead_ops(sg))
+    assert dict(opcounts(m)) == {"RESHAPE": 1}
+    assert m.main.outputs[0].name == "out"
+
+
+def test_constant_folding():
+    b = Builder()
+    x = b.input("x", (2, 3))
+    c = b.transpose(b.const(_w(3, 2)), (1, 0))
+    c = b.op("ADD", [c, b.const(1.0)], (2, 3), fusedActivationFunction="RELU")
+    c = b.op("CAST", [b.op("CAST", [c], (2, 3), dtype=np.int32)], (2, 3), dtype=np.float32)
+    s = b.op("SHAPE", [x], (2,), dtype=np.int32, outType="INT32")
+    y = b.op("MUL", [x, c], (2, 3), fusedActivationFunction="NONE")
+    y = b.op("RESHAPE", [y, s], (2, 3))
+    m = check_rewrite(b.model([y]), lambda sg: fold_constants(sg) | remove_dead_ops(sg))
+    assert dict(opcounts(m)) == {"MUL": 1, "RESHAPE": 1}
+
+
+def test_shared_constants_and_common_ops_merged():
+    b = Builder()
+    x = b.input("x", (1, 2, 3, 4))
+    t1 = b.transpose(x, (0, 2, 3, 1))
+    t2 = b.transpose(x, (0, 2, 3, 1))
+    y = b.op("ADD", [t1, t2], t1.shape, fusedActivationFunction="NONE")
+    m = check_rewrite(b.model([y]), lambda sg: share_constants(sg) | eliminate_common_ops(sg))
+    assert opcounts(m)["TRANSPOSE"] == 1
+
+
+def test_pipeline_conv_batchnorm_relu_in_onnx_layout():
+    """The lowering's shape of Conv+BN+Relu collapses to one fused CONV_2D."""
+    b = Builder()
+    x = b.input("x", (1, 6, 6, 3))
+    t = b.transpose(x, (0, 3, 1, 2))
+    c = b.op("CONV_2D", [b.transpose(t, (0, 2, 3, 1)), b.const(_w(4, 3, 3, 3)), b.const(_w(4))], (1, 6, 6, 4),
+             padding="SAME", strideW=1, strideH=1, fusedActivationFunction="NONE")
+    y = b.transpose(c, (0, 3, 1, 2))
+    y = b.op("MUL", [y, b.const(rng.uniform(0.5, 2, (4, 1, 1)))], y.shape, fusedActivationFunction="NONE")
+    y = b.op("ADD", [y, b.const(_w(4, 1, 1))], y.shape, fusedActivationFunction="NONE")
+    y = b.op("RELU", [y], y.shape)
+    y = b.op("MEAN", [b.transpose(y, (0, 2, 3, 1)), b.const([1, 2], np.int32)], (1, 1, 1, 4), keepDims=True)
+    y = b.transpose(y, (0, 3, 1, 2))
+    y = b.reshape(y, (1, 4))
+    m = check_rewrite(b.model([y]), optimize_subgraph)
+    assert dict(opcounts(m)) == {"CONV_2D": 1, "MEAN": 1, "RESHAPE": 1}  # output (1, 4) is a graph output
+
+
+def test_activation_moves_through_concatenation_into_producers():
+    b = Builder()
+    x = b.input("x", (1, 4, 4, 3))
+    a = b.op("CONV_2D", [x, b.const(_w(2, 1, 1, 3)), b.const(_w(2))], (1, 4, 4, 2), padding="SAME", strideW=1,
+             strideH=1, fusedActivationFunction="NONE")
+    c = b.op("ADD", [x, b.const(_w(3))], x.shape, fusedActivationFunction="NONE")
+    y = b.op("CONCATENATION", [a, c], (1, 4, 4, 5), axis=3, fusedActivationFunction="NONE")
+    m = check_rewrite(b.model([b.op("RELU6", [y], y.shape)]), fuse_activations_through_concat)
+    assert opcounts(m)["RELU6"] == 0
+    assert {op.options.get("fusedActivationFunction") for op in m.main.operators if op.opcode != "CONCATENATION"} \
+        == {"RELU6"}
+
+
+def test_flattening_reshape_dropped_before_fully_connected():
+    b = Builder()
+    x = b.input("x", (2, 3, 2, 2))
+    f = b.reshape(x, (2, 12))
+    y = b.op("FULLY_CONNECTED", [f, b.const(_w(5, 12)), b.const(_w(5))], (2, 5), fusedActivationFunction="NONE")
+    m = check_rewrite(b.model([y]), drop_reshape_before_fully_connected)
+    assert dict(opcounts(m)) == {"FULLY_CONNECTED": 1}
