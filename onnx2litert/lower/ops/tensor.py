@@ -35,7 +35,7 @@ RESHAPE_DATA = DATA
 # Kernel rank limits measured in the stock interpreter.
 _MAX_RANK_TRANSPOSE = 6
 _MAX_RANK_CONCAT = 6  # XNNPACK refuses rank-7 CONCATENATION; higher ranks go through 3-D.
-_MAX_RANK_PAD = 6
+_MAX_RANK_PAD = 5  # the builtin PAD kernel (reference_ops::PadKernelMaxDimensionCount) stops at 5
 _MAX_RANK_PADV2 = 5
 
 _INT32_MAX = np.iinfo(np.int32).max
@@ -289,7 +289,7 @@ def split_sizes(node: NodeView, ctx: LowerContext, dim: int) -> list[int]:
 
 
 # Dtypes the SPLIT / SPLIT_V kernels refuse; those splits become one STRIDED_SLICE per output.
-_SPLIT_REFUSES = {"bool"}
+_SPLIT_REFUSES = {"bool", "float16"}  # the builtin SPLIT kernel refuses float16 (XNNPACK takes it)
 _SPLIT_V_REFUSES = {"bool", "float16"}
 
 
@@ -417,11 +417,19 @@ def lower_pad(node: NodeView, ctx: LowerContext) -> None:
     if value is not None and x.rank > _MAX_RANK_PADV2:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
                        f"rank {x.rank} > {_MAX_RANK_PADV2}: LiteRT PADV2 (non-zero pad value) is limited")
-    if mode == "constant" and x.rank > _MAX_RANK_PAD:
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"rank {x.rank} > {_MAX_RANK_PAD}: LiteRT PAD is limited")
     y = _crop(ctx, x, pads)
     if all(b == 0 and e == 0 for b, e in grow):
         copy_to(ctx, y, out)
+        return
+    if mode == "constant" and x.rank > _MAX_RANK_PAD:
+        y, grow = _merge_unpadded_dims(ctx, y, grow)
+        if y.rank > _MAX_RANK_PAD:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"rank {x.rank} pad with {y.rank} independent axes > {_MAX_RANK_PAD}: LiteRT PAD is limited")
+        padded_shape = tuple(d + b + e for d, (b, e) in zip(y.shape, grow))
+        paddings = ctx.new_const(np.array(grow, np.int32).reshape(y.rank, 2), hint="paddings")
+        flat = ctx.emit1("PAD", [y, paddings], padded_shape, y.dtype, "padded")
+        ctx.reshape(flat, out.shape, out=out)
         return
     paddings = ctx.new_const(np.array(grow, np.int32).reshape(x.rank, 2), hint="paddings")
     if mode == "reflect":
@@ -430,6 +438,25 @@ def lower_pad(node: NodeView, ctx: LowerContext) -> None:
         ctx.emit("PAD", [y, paddings], [out])
     else:
         ctx.emit("PADV2", [y, paddings, value], [out])
+
+
+def _merge_unpadded_dims(ctx: LowerContext, x: Tensor, grow: list[tuple[int, int]]
+                         ) -> tuple[Tensor, list[tuple[int, int]]]:
+    """Drop unpadded size-1 axes and merge runs of adjacent unpadded axes (a pure reshape), to bring
+    the rank under PAD's limit."""
+    shape: list[int] = []
+    merged: list[tuple[int, int]] = []
+    for d, (b, e) in zip(x.shape, grow):
+        if b == 0 and e == 0 and d == 1 and len(grow) > 1:
+            continue  # an unpadded size-1 axis carries no data: drop it
+        if b == 0 and e == 0 and merged and merged[-1] == (0, 0):
+            shape[-1] *= d
+        else:
+            shape.append(d)
+            merged.append((b, e))
+    if not shape:
+        shape, merged = [1], [(0, 0)]
+    return (ctx.reshape(x, tuple(shape)) if len(shape) < x.rank else x), merged
 
 
 def _pad_value(node: NodeView, ctx: LowerContext, x: Tensor) -> Tensor | None:
