@@ -1,2 +1,249 @@
-"""Lowerings of the math_unary family (see the package docstring for the op list)."""
+"""Rounding, modulo, trigonometric and hyperbolic functions (float32 unless stated).
+
+Ops: Floor, Ceil, Round, Mod, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh.
+
+Kernel facts (checked in the stock interpreter with and without XNNPACK): FLOOR and CEIL are
+exact; ROUND rounds half to even like ONNX; SIN/COS are within 3e-7 absolute (XNNPACK) of the
+true value; ATAN2 runs in the builtin kernels and is accurate to float32 rounding; FLOOR_MOD
+takes float32/int32/int64 and follows the sign of the divisor (ONNX Mod with fmod=0).
+
+Functions LiteRT lacks are built from these with formulas that avoid overflow and cancellation
+where the error bound (1e-5 * max(1, max|ref|), absolute) would notice:
+
+- Tan   = sin(r)/cos(r) or -cos(r)/sin(r) after Cody-Waite reduction r = x - k pi/2 (a plain
+          SIN/COS ratio loses all accuracy next to the poles: XNNPACK's COS(3pi/2) is 0);
+          above |x| = 8192 it falls back to SIN(x)/COS(x).
+- Atan  = ATAN2(x, 1) (ATAN2 does not broadcast: the 1 is a FILL of x's shape);
+  Asin  = ATAN2(x, sqrt((1-x)(1+x)));  Acos = ATAN2(sqrt((1-x)(1+x)), x).
+- Sinh/Cosh of a = |x|: with p = (e^(a/2) / 2) * e^(a/2) = e^a / 2 (finite up to the overflow
+          of sinh itself), sinh = p - 0.25/p, cosh = p + 0.25/p; Sinh takes the sign of x.
+- Asinh = sign(x) * log(a + sqrt(a^2 + 1)), and log(2a) for a > 2^20 (a^2 would overflow),
+          computed as log(a * 2^-64) + 65 ln 2 (XNNPACK's LOG returns inf above 2^127).
+- Acosh = log(x + sqrt((x-1)(x+1))), and log(2x) the same way for x > 2^20.
+- Atanh = (log(1+x) - log(1-x)) / 2.
+- Mod fmod=1 (C fmod, sign of the dividend): floats as sign(a) * FLOOR_MOD(|a|, |b|) (on
+          non-negative operands FLOOR_MOD is exactly fmod); integers as FLOOR_MOD(a, b) - b where
+          that remainder is non-zero and the operand signs differ (exact, no |INT_MIN| overflow).
+"""
 from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from ...errors import Reason
+from ...ir import Tensor
+from ..context import LowerContext, NodeView
+from ..registry import ALL_NUMERIC, FLOATS, lowering
+from .elementwise import emit_binary, emit_unary, scalar, unary_output
+
+_F32 = np.dtype(np.float32)
+_BOOL = np.dtype(np.bool_)
+_MOD_DTYPES = ("float32", "int32", "int64")
+# Above this, a^2 + 1 == a^2 in float32 and asinh/acosh(a) == log(2a) to float32 precision.
+_LARGE = float(2 ** 20)
+_LN2 = math.log(2.0)
+# pi/2 = C1 + C2 + C3 (Cody-Waite): C1 has 8 significant bits, C2 11, so k*C1, k*C2 are exact.
+_PIO2_PARTS = (1.5703125, 4.837512969970703125e-4, 7.54978995489188216e-8)
+
+_BUILTIN = {"Floor": "FLOOR", "Ceil": "CEIL", "Round": "ROUND", "Sin": "SIN", "Cos": "COS"}
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+def _bin(ctx: LowerContext, opcode: str, a: Tensor, b: Tensor | float, hint: str = "t",
+         out: Tensor | None = None) -> Tensor:
+    """Binary op where ``b`` may be a Python float (a float32 scalar constant)."""
+    if not isinstance(b, Tensor):
+        b = scalar(ctx, b, a.dtype, f"{hint}_c")
+    return emit_binary(ctx, opcode, a, b, out=out, hint=hint)
+
+
+def _rbin(ctx: LowerContext, opcode: str, a: float, b: Tensor, hint: str = "t",
+          out: Tensor | None = None) -> Tensor:
+    """Binary op with a scalar constant on the left (``a - x``, ``a / x``)."""
+    return emit_binary(ctx, opcode, scalar(ctx, a, b.dtype, f"{hint}_c"), b, out=out, hint=hint)
+
+
+def _sqrt_one_minus_sq(ctx: LowerContext, x: Tensor) -> Tensor:
+    """sqrt(1 - x^2) as sqrt((1 - x)(1 + x)): no cancellation near |x| = 1."""
+    prod = emit_binary(ctx, "MUL", _rbin(ctx, "SUB", 1.0, x, "one_minus"), _bin(ctx, "ADD", x, 1.0, "one_plus"),
+                       hint="one_minus_sq")
+    return emit_unary(ctx, "SQRT", prod, hint="cos_part")
+
+
+# -- builtins ----------------------------------------------------------------------------------
+
+@lowering("Floor", "Ceil", since=6, onnx_dtypes=FLOATS)
+@lowering("Round", since=11, onnx_dtypes=FLOATS)
+@lowering("Sin", "Cos", since=7, onnx_dtypes=FLOATS)
+def lower_builtin_unary(node: NodeView, ctx: LowerContext) -> None:
+    """FLOOR, CEIL, ROUND (half to even, as ONNX), SIN, COS."""
+    x = ctx.input(0)
+    emit_unary(ctx, _BUILTIN[node.op_type], x, out=unary_output(ctx, x))
+
+
+# -- modulo ------------------------------------------------------------------------------------
+
+@lowering("Mod", since=10, onnx_dtypes=ALL_NUMERIC, dtypes=_MOD_DTYPES, verified=_MOD_DTYPES)
+def lower_mod(node: NodeView, ctx: LowerContext) -> None:
+    """fmod=0: FLOOR_MOD (integers; sign of the divisor). fmod=1: sign(a) * FLOOR_MOD(|a|, |b|)."""
+    a, b = ctx.input(0), ctx.input(1)
+    if a.dtype != b.dtype:
+        raise ctx.fail(Reason.INVALID_MODEL, f"inputs have different dtypes ({a.dtype.name}, {b.dtype.name})")
+    out = ctx.output(0, tuple(np.broadcast_shapes(a.shape, b.shape)), a.dtype)
+    fmod = int(node.attr("fmod", 0))
+    if fmod not in (0, 1):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Mod fmod must be 0 or 1, got {fmod}")
+    if fmod == 0:
+        if a.dtype == _F32:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           "Mod on floating-point inputs requires fmod=1 (the ONNX spec; ONNX Runtime rejects fmod=0)")
+        emit_binary(ctx, "FLOOR_MOD", a, b, out=out)
+        return
+    if a.dtype == _F32:
+        _float_fmod(ctx, a, b, out)
+    else:
+        _int_fmod(ctx, a, b, out)
+
+
+def _float_fmod(ctx: LowerContext, a: Tensor, b: Tensor, out: Tensor) -> None:
+    """fmod(a, b) = sign(a) * FLOOR_MOD(|a|, |b|): on non-negative operands FLOOR_MOD is std::fmod."""
+    r = emit_binary(ctx, "FLOOR_MOD", emit_unary(ctx, "ABS", a, hint="abs_a"), emit_unary(ctx, "ABS", b, hint="abs_b"),
+                    hint="abs_mod")
+    negative = ctx.emit1("LESS", [a, scalar(ctx, 0, a.dtype, "zero")], a.shape, _BOOL, "dividend_negative")
+    ctx.emit("SELECT_V2", [negative, emit_unary(ctx, "NEG", r, hint="neg_mod"), r], [out])
+
+
+def _int_fmod(ctx: LowerContext, a: Tensor, b: Tensor, out: Tensor) -> None:
+    """Truncated remainder from the floored one (|a| would overflow for the minimum integer).
+
+    r = FLOOR_MOD(a, b) has the divisor's sign; where it is non-zero and the operands' signs
+    differ, the truncated remainder is r - b (|r - b| < |b|, so no overflow).
+    """
+    r = emit_binary(ctx, "FLOOR_MOD", a, b, hint="floor_mod")
+    zero = scalar(ctx, 0, a.dtype, "zero")
+    a_neg = ctx.emit1("LESS", [a, zero], a.shape, _BOOL, "a_negative")
+    b_neg = ctx.emit1("LESS", [b, zero], b.shape, _BOOL, "b_negative")
+    signs_differ = ctx.emit1("NOT_EQUAL", [a_neg, b_neg], r.shape, _BOOL, "signs_differ")
+    nonzero = ctx.emit1("NOT_EQUAL", [r, zero], r.shape, _BOOL, "nonzero")
+    fix = ctx.emit1("LOGICAL_AND", [signs_differ, nonzero], r.shape, _BOOL, "fix")
+    ctx.emit("SELECT_V2", [fix, emit_binary(ctx, "SUB", r, b, hint="shifted"), r], [out])
+
+
+# -- trigonometric -----------------------------------------------------------------------------
+
+@lowering("Tan", since=7, onnx_dtypes=FLOATS)
+def lower_tan(node: NodeView, ctx: LowerContext) -> None:
+    """tan with Cody-Waite reduction by pi/2, so the result stays accurate next to the poles.
+
+    k = round(x * 2/pi), r = x - k*pi/2 (pi/2 split in three parts: k*C1 and k*C2 are exact for
+    |k| < 2^13, so r keeps its relative accuracy even when it is tiny). Then tan(x) = sin(r)/cos(r)
+    for even k and -cos(r)/sin(r) for odd k. Above |x| = 8192 (outside the exact range of the
+    split) plain SIN/COS is used.
+    """
+    x = ctx.input(0)
+    out = unary_output(ctx, x)
+    k = emit_unary(ctx, "ROUND", _bin(ctx, "MUL", x, 2.0 / math.pi, "x_2_over_pi"), hint="k")
+    r = x
+    for i, part in enumerate(_PIO2_PARTS):
+        r = emit_binary(ctx, "SUB", r, _bin(ctx, "MUL", k, part, f"k_pio2_{i}"), hint=f"reduced_{i}")
+    sin_r, cos_r = emit_unary(ctx, "SIN", r, hint="sin_r"), emit_unary(ctx, "COS", r, hint="cos_r")
+    odd = ctx.emit1("NOT_EQUAL", [_bin(ctx, "FLOOR_MOD", k, 2.0, "k_mod_2"), scalar(ctx, 0.0, x.dtype, "zero")],
+                    x.shape, _BOOL, "k_odd")
+    num = ctx.emit1("SELECT_V2", [odd, emit_unary(ctx, "NEG", cos_r, hint="neg_cos_r"), sin_r], x.shape,
+                    x.dtype, "num")
+    den = ctx.emit1("SELECT_V2", [odd, sin_r, cos_r], x.shape, x.dtype, "den")
+    reduced = emit_binary(ctx, "DIV", num, den, hint="tan_reduced")
+    direct = emit_binary(ctx, "DIV", emit_unary(ctx, "SIN", x, hint="sin"), emit_unary(ctx, "COS", x, hint="cos"),
+                         hint="tan_direct")
+    # "|x| <= limit" is false for NaN/inf, which take the direct branch (NaN either way).
+    small = ctx.emit1("LESS_EQUAL", [emit_unary(ctx, "ABS", x, hint="abs"), scalar(ctx, 8192.0, x.dtype, "limit")],
+                      x.shape, _BOOL, "in_range")
+    ctx.emit("SELECT_V2", [small, reduced, direct], [out])
+
+
+@lowering("Asin", "Acos", "Atan", since=7, onnx_dtypes=FLOATS)
+def lower_inverse_trig(node: NodeView, ctx: LowerContext) -> None:
+    """ATAN2-based: atan(x) = atan2(x, 1); asin = atan2(x, c); acos = atan2(c, x); c = sqrt(1 - x^2)."""
+    x = ctx.input(0)
+    out = unary_output(ctx, x)
+    if node.op_type == "Atan":
+        # ATAN2 needs equal shapes; FILL makes the ones at run time instead of storing them.
+        dims = ctx.new_const(np.array(x.shape, np.int32), hint="dims")
+        z = ctx.emit1("FILL", [dims, scalar(ctx, 1.0, x.dtype, "one")], x.shape, x.dtype, "ones")
+        y = x
+    elif node.op_type == "Asin":
+        y, z = x, _sqrt_one_minus_sq(ctx, x)
+    else:
+        y, z = _sqrt_one_minus_sq(ctx, x), x
+    ctx.emit1("ATAN2", [y, z], x.shape, x.dtype, out=out)
+
+
+# -- hyperbolic --------------------------------------------------------------------------------
+
+@lowering("Sinh", "Cosh", since=9, onnx_dtypes=FLOATS)
+def lower_sinh_cosh(node: NodeView, ctx: LowerContext) -> None:
+    """p = e^|x| / 2 from e^(|x|/2) (no early overflow); sinh = sign(x)(p - 1/(4p)), cosh = p + 1/(4p)."""
+    x = ctx.input(0)
+    out = unary_output(ctx, x)
+    a = emit_unary(ctx, "ABS", x, hint="abs")
+    h = emit_unary(ctx, "EXP", _bin(ctx, "MUL", a, 0.5, "half_abs"), hint="exp_half")
+    p = emit_binary(ctx, "MUL", _bin(ctx, "MUL", h, 0.5, "half_exp"), h, hint="half_exp_abs")
+    q = _rbin(ctx, "DIV", 0.25, p, "quarter_over_p")
+    if node.op_type == "Cosh":
+        emit_binary(ctx, "ADD", p, q, out=out)
+        return
+    s = emit_binary(ctx, "SUB", p, q, hint="sinh_abs")
+    emit_binary(ctx, "MUL", s, emit_unary(ctx, "SIGN", x, hint="sign"), out=out)
+
+
+def _log_x_plus_root(ctx: LowerContext, a: Tensor, radicand_of: Callable[[Tensor], Tensor],
+                     out: Tensor | None, hint: str) -> Tensor:
+    """log(a + sqrt(radicand_of(a))) for a <= 2^20 (a >= 0), log(2a) above it (and for NaN)."""
+    clamped = _bin(ctx, "MINIMUM", a, _LARGE, f"{hint}_clamped")
+    root = emit_unary(ctx, "SQRT", radicand_of(clamped), hint=f"{hint}_root")
+    near = emit_unary(ctx, "LOG", emit_binary(ctx, "ADD", clamped, root, hint=f"{hint}_arg"), hint=f"{hint}_near")
+    # log(2a) = log(a * 2^-64) + 65 ln 2: the scaling is exact and keeps LOG's argument far from
+    # the float32 maximum, where XNNPACK's LOG returns inf.
+    scaled = _bin(ctx, "MUL", a, 2.0 ** -64, f"{hint}_scaled")
+    far = _bin(ctx, "ADD", emit_unary(ctx, "LOG", scaled, hint=f"{hint}_log"), 65 * _LN2, f"{hint}_far")
+    # "a <= limit" is false for NaN, which then takes the log(a) branch and stays NaN.
+    is_near = ctx.emit1("LESS_EQUAL", [a, scalar(ctx, _LARGE, a.dtype, f"{hint}_limit")], a.shape, _BOOL,
+                        f"{hint}_is_near")
+    return ctx.emit1("SELECT_V2", [is_near, near, far], a.shape, a.dtype, hint, out)
+
+
+@lowering("Asinh", since=9, onnx_dtypes=FLOATS)
+def lower_asinh(node: NodeView, ctx: LowerContext) -> None:
+    """asinh(x) = sign(x) * log(|x| + sqrt(|x|^2 + 1)) (odd, so no cancellation for x < 0)."""
+    x = ctx.input(0)
+    a = emit_unary(ctx, "ABS", x, hint="abs")
+
+    def radicand(t: Tensor) -> Tensor:
+        return _bin(ctx, "ADD", emit_binary(ctx, "MUL", t, t, hint="sq"), 1.0, "sq_plus_one")
+
+    y = _log_x_plus_root(ctx, a, radicand, None, "asinh_abs")
+    emit_binary(ctx, "MUL", y, emit_unary(ctx, "SIGN", x, hint="sign"), out=unary_output(ctx, x))
+
+
+@lowering("Acosh", since=9, onnx_dtypes=FLOATS)
+def lower_acosh(node: NodeView, ctx: LowerContext) -> None:
+    """acosh(x) = log(x + sqrt((x - 1)(x + 1))) (NaN below 1, like ONNX Runtime)."""
+    x = ctx.input(0)
+
+    def radicand(t: Tensor) -> Tensor:
+        return emit_binary(ctx, "MUL", _bin(ctx, "SUB", t, 1.0, "minus_one"), _bin(ctx, "ADD", t, 1.0, "plus_one"),
+                           hint="sq_minus_one")
+
+    _log_x_plus_root(ctx, x, radicand, unary_output(ctx, x), "acosh")
+
+
+@lowering("Atanh", since=9, onnx_dtypes=FLOATS)
+def lower_atanh(node: NodeView, ctx: LowerContext) -> None:
+    """atanh(x) = (log(1 + x) - log(1 - x)) / 2."""
+    x = ctx.input(0)
+    lp = emit_unary(ctx, "LOG", _bin(ctx, "ADD", x, 1.0, "one_plus"), hint="log_plus")
+    lm = emit_unary(ctx, "LOG", _rbin(ctx, "SUB", 1.0, x, "one_minus"), hint="log_minus")
+    _bin(ctx, "MUL", emit_binary(ctx, "SUB", lp, lm, hint="diff"), 0.5, "half", out=unary_output(ctx, x))
