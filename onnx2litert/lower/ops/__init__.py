@@ -17,8 +17,10 @@ Where is op X lowered? ``grep -rn '"X"' onnx2litert/lower/ops`` — each module 
                  BitShift, BitwiseAnd/Or/Xor/Not
 - indexing:      ArgMax, ArgMin, GatherND, GatherElements, ScatterND, ScatterElements, OneHot, TopK, CumSum,
                  Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress
+- quantized:     QuantizeLinear, DequantizeLinear, QLinearConv, QLinearMatMul, QLinearAdd, QLinearMul,
+                 QLinearAveragePool, QLinearConcat, MatMulInteger, ConvInteger, DynamicQuantizeLinear
 - rnn:           LSTM, GRU, RNN
 - math_unary:    Floor, Ceil, Round, Mod, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh
 """
 from . import (activation, conv, elementwise, indexing, logic, math_unary, matmul,  # noqa: F401
-               normalization, pool, reduce, resize, rnn, tensor)
+               normalization, pool, quantized, reduce, resize, rnn, tensor)
