@@ -128,9 +128,26 @@ def test_missing_file_directory_and_garbage_are_invalid(tmp_path: Path) -> None:
     expect_failure(str(empty), "invalid_model")
 
 
-@pytest.mark.parametrize("opset", [6, 24])
+@pytest.mark.parametrize("opset", [6, 99])
 def test_opset_outside_range(opset: int) -> None:
     expect_failure(_add_model(opset), "unsupported_opset")
+
+
+def test_newer_opset_converts_ops_whose_definition_did_not_change() -> None:
+    from onnx2litert.lower.registry import VERIFIED_OPSET
+    # Add did not change after VERIFIED_OPSET: a newer-opset model (one ONNX Runtime runs) converts.
+    check_model(_add_model(max(VERIFIED_OPSET + 1, 24)))
+
+
+def test_newer_opset_refuses_ops_that_changed() -> None:
+    from onnx2litert.lower.registry import VERIFIED_OPSET, changed_after_verified
+    newest = onnx.defs.onnx_opset_version()
+    if not changed_after_verified("Cast", newest):
+        pytest.skip("Cast did not change after the verified opset in this onnx version")
+    model = make_model([helper.make_node("Cast", ["x"], ["y"], to=onnx.TensorProto.INT32)],
+                       [("x", np.float32, [2, 3])], [("y", np.int32, [2, 3])], opset=newest)
+    exc = expect_failure(model, "unsupported_opset")
+    assert f"after opset {VERIFIED_OPSET}" in str(exc)
 
 
 def test_no_default_opset() -> None:

@@ -1,8 +1,6 @@
 """MatMul and Gemm lowerings: LiteRT vs ONNX Runtime on tiny seeded models."""
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 
@@ -11,21 +9,6 @@ from onnx2litert.lower.ops.matmul import is_per_column, merge_batch_dims
 from tests.helpers import check_model, expect_failure, single_op_model
 
 F32 = np.float32
-
-
-@pytest.fixture(params=["xnnpack", "builtin"], autouse=True)
-def kernels(request, monkeypatch):
-    """Run every model with the default (XNNPACK) path and with LiteRT's builtin kernels only.
-
-    XNNPACK accepts some shapes the builtin kernels reject (e.g. BATCH_MATMUL of rank 6), and a
-    converted model must run on both.
-    """
-    if request.param == "builtin":
-        from ai_edge_litert import interpreter as tfl
-
-        monkeypatch.setattr(tfl, "Interpreter", functools.partial(
-            tfl.Interpreter, experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-    return request.param
 
 
 def lowered_ops(model) -> dict[str, int]:

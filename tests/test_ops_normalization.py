@@ -1,8 +1,6 @@
 """BatchNormalization, InstanceNormalization, Softmax and LogSoftmax lowerings vs ONNX Runtime."""
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 from onnx import helper
@@ -12,17 +10,6 @@ from onnx2litert.evaluate import run_onnx
 from tests.helpers import check_model, expect_failure, make_model, random_inputs, single_op_model
 
 F32 = np.float32
-
-
-@pytest.fixture(params=["xnnpack", "builtin"], autouse=True)
-def kernels(request, monkeypatch):
-    """Run every model with the default (XNNPACK) path and with LiteRT's builtin kernels only."""
-    if request.param == "builtin":
-        from ai_edge_litert import interpreter as tfl
-
-        monkeypatch.setattr(tfl, "Interpreter", functools.partial(
-            tfl.Interpreter, experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-    return request.param
 
 
 def lowered_ops(model) -> dict[str, int]:

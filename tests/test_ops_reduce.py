@@ -1,8 +1,6 @@
 """Reduce* lowerings (Mean, Sum, Max, Min, Prod, L2) vs ONNX Runtime, every axes/opset form."""
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 
@@ -14,17 +12,6 @@ F32 = np.float32
 OPS = ["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2"]
 INT_OPS = ["ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd"]
 SHAPE = [2, 3, 4]
-
-
-@pytest.fixture(params=["xnnpack", "builtin"], autouse=True)
-def kernels(request, monkeypatch):
-    """Run every model with the default (XNNPACK) path and with LiteRT's builtin kernels only."""
-    if request.param == "builtin":
-        from ai_edge_litert import interpreter as tfl
-
-        monkeypatch.setattr(tfl, "Interpreter", functools.partial(
-            tfl.Interpreter, experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-    return request.param
 
 
 def lowered_ops(model) -> dict[str, int]:

@@ -17,7 +17,7 @@ from onnx import external_data_helper, numpy_helper
 from ..errors import ConversionError, Issue, Reason
 
 MIN_OPSET = 7
-MAX_OPSET = 23
+MAX_OPSET = onnx.defs.onnx_opset_version()  # newer ops are checked node by node (lower.registry)
 
 ModelSource = str | os.PathLike | bytes | bytearray | onnx.ModelProto
 

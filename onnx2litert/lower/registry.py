@@ -7,12 +7,19 @@ in LiteRT against ONNX Runtime. The op-coverage report prints these claims.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Callable
+
+import onnx
 
 if TYPE_CHECKING:
     from .context import LowerContext, NodeView
 
 LoweringFn = Callable[["NodeView", "LowerContext"], None]
+
+#: The newest default-domain opset the lowerings were written and tested against. A model at a
+#: newer opset still converts, node by node, when the op's definition did not change after this one.
+VERIFIED_OPSET = 23
 
 F32 = ("float32",)
 FLOATS = ("float32", "float16", "float64", "bfloat16")
@@ -49,6 +56,11 @@ class Registry:
         self._entries.setdefault((entry.domain, entry.op_type), []).append(entry)
 
     def find(self, domain: str, op_type: str, opset: int) -> Lowering | None:
+        """The lowering for ``op_type`` at ``opset``, or None (no lowering, or a newer definition)."""
+        if _norm(domain) == "" and opset > VERIFIED_OPSET:
+            if changed_after_verified(op_type, opset):
+                return None
+            opset = VERIFIED_OPSET  # same definition as at the verified opset
         for entry in self._entries.get((_norm(domain), op_type), []):
             if entry.covers(opset):
                 return entry
@@ -69,6 +81,20 @@ class Registry:
                                  "accepted_dtypes": list(e.dtypes), "verified_dtypes": list(e.verified)})
             out[key]["opsets"].append([e.since, e.until])
         return out
+
+
+@lru_cache(maxsize=None)
+def changed_after_verified(op_type: str, opset: int) -> bool:
+    """True when the ONNX definition of ``op_type`` at ``opset`` is newer than at VERIFIED_OPSET."""
+    try:
+        newest = onnx.defs.get_schema(op_type, opset, "").since_version
+    except Exception:  # unknown op: nothing to compare
+        return False
+    try:
+        verified = onnx.defs.get_schema(op_type, VERIFIED_OPSET, "").since_version
+    except Exception:  # the op did not exist yet at the verified opset
+        return True
+    return newest != verified
 
 
 def _norm(domain: str) -> str:

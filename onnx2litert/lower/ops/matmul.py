@@ -4,8 +4,13 @@
   the bias when C is per-column, else an ADD); run-time B -> BATCH_MATMUL (adjX/adjY).
 - MatMul: numpy matmul semantics (1-D operands, batch broadcasting); a constant 1-D/2-D B ->
   FULLY_CONNECTED (keepNumDims for rank > 2 inputs); otherwise BATCH_MATMUL.
+- Einsum: parsed (explicit/implicit output, '...' broadcasting) into SUM of private labels,
+  pairwise contractions (BATCH_MATMUL / FULLY_CONNECTED, or MUL when nothing is summed) and a
+  final TRANSPOSE; repeated labels within a term (diagonals) fail clearly.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -215,3 +220,239 @@ def lower_gemm(node: NodeView, ctx: LowerContext) -> None:
             c = ctx.emit1("MUL", [c, ctx.new_const(np.float32(beta), hint="beta")], c.shape, _F32, "beta_c",
                           fusedActivationFunction="NONE")
     ctx.emit("ADD", [y, c], [out], fusedActivationFunction="NONE")
+
+
+# ---------------------------------------------------------------------------------------
+# Einsum
+# ---------------------------------------------------------------------------------------
+# LiteRT's broadcasting MUL handles operands up to this rank on its builtin kernels.
+_MAX_MUL_RANK = 6
+_ELLIPSIS = "..."
+
+
+@dataclass(frozen=True)
+class EinsumSpec:
+    """A parsed equation: one label tuple per operand and the output labels.
+
+    Letters stand for themselves; the dims an ellipsis covers get the labels ``"...0"``,
+    ``"...1"``, … right-aligned across operands (so ellipsis dims broadcast numpy-style).
+    """
+
+    inputs: tuple[tuple[str, ...], ...]
+    output: tuple[str, ...]
+
+
+def _parse_term(term: str, rank: int | None, where: str) -> tuple[list[str], bool]:
+    """Letters of one term (ellipsis as a placeholder) and whether it had an ellipsis."""
+    has_ellipsis = term.count(_ELLIPSIS) == 1
+    rest = term.replace(_ELLIPSIS, "", 1) if has_ellipsis else term
+    if term.count(_ELLIPSIS) > 1 or not all(c.isascii() and c.isalpha() for c in rest):
+        raise ValueError(f"{where} term '{term}' is not letters with at most one '...'")
+    if rank is not None:
+        if (has_ellipsis and len(rest) > rank) or (not has_ellipsis and len(rest) != rank):
+            raise ValueError(f"{where} term '{term}' does not match an operand of rank {rank}")
+    labels = []
+    for part in (term.split(_ELLIPSIS) if has_ellipsis else [term]):
+        labels.extend(part)
+        labels.append(_ELLIPSIS)
+    return labels[:-1], has_ellipsis
+
+
+def parse_einsum(equation: str, ranks: list[int]) -> EinsumSpec:
+    """Parse an ONNX Einsum equation for operands of the given ranks (raises ValueError)."""
+    eq = equation.replace(" ", "")
+    if eq.count("->") > 1:
+        raise ValueError(f"equation '{equation}' has more than one '->'")
+    lhs, _, rhs = eq.partition("->")
+    explicit = "->" in eq
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        raise ValueError(f"equation '{equation}' has {len(terms)} input terms for {len(ranks)} inputs")
+    parsed = [_parse_term(t, r, "input") for t, r in zip(terms, ranks)]
+    ell_ranks = [r - (len(labels) - 1) if has else 0 for (labels, has), r in zip(parsed, ranks)]
+    n_ell = max(ell_ranks, default=0)
+    ell_labels = tuple(f"{_ELLIPSIS}{i}" for i in range(n_ell))
+
+    def expand(labels: list[str], count: int) -> tuple[str, ...]:
+        out: list[str] = []
+        for label in labels:
+            out.extend(ell_labels[n_ell - count:] if label == _ELLIPSIS else [label])
+        return tuple(out)
+
+    inputs = tuple(expand(labels, e) for (labels, _), e in zip(parsed, ell_ranks))
+    if explicit:
+        out_labels, out_has_ellipsis = _parse_term(rhs, None, "output")
+        if any(has for _, has in parsed) and not out_has_ellipsis:
+            # numpy and ONNX Runtime both reject this rather than summing the ellipsis dims.
+            raise ValueError(f"inputs have '...' but the output term '{rhs}' does not")
+        output = expand(out_labels, n_ell)
+        known = {label for term in inputs for label in term}
+        missing = [c for c in output if c not in known]
+        if missing or len(set(output)) != len(output):
+            raise ValueError(f"output term '{rhs}' repeats a label or names one no input has")
+    else:
+        counts: dict[str, int] = {}
+        for term in inputs:
+            for label in term:
+                counts[label] = counts.get(label, 0) + 1
+        letters = sorted(c for c, n in counts.items() if n == 1 and not c.startswith(_ELLIPSIS))
+        output = ell_labels + tuple(letters)
+    return EinsumSpec(inputs, output)
+
+
+def _label_sizes(spec: EinsumSpec, shapes: list[tuple[int, ...]]) -> dict[str, int]:
+    """Broadcast size per label: letters must agree; ellipsis dims may be 1 (ValueError otherwise)."""
+    sizes: dict[str, int] = {}
+    for labels, shape in zip(spec.inputs, shapes):
+        for label, d in zip(labels, shape):
+            old = sizes.get(label)
+            if old is None or old == d:
+                sizes[label] = d
+            elif label.startswith(_ELLIPSIS) and 1 in (old, d):
+                sizes[label] = max(old, d)
+            else:
+                raise ValueError(f"label '{label}' has sizes {old} and {d}")
+    return sizes
+
+
+@dataclass
+class _Operand:
+    """A tensor and the einsum label of each of its dims."""
+
+    t: Tensor
+    labels: tuple[str, ...]
+
+
+def _sum_out(ctx: LowerContext, op: _Operand, drop: set[str]) -> _Operand:
+    """SUM over the dims whose labels are in ``drop``."""
+    axes = [i for i, label in enumerate(op.labels) if label in drop]
+    if not axes:
+        return op
+    kept = tuple(label for label in op.labels if label not in drop)
+    shape = tuple(d for d, label in zip(op.t.shape, op.labels) if label not in drop)
+    y = ctx.emit1("SUM", [op.t, ctx.new_const(np.array(axes, np.int32), hint="axes")], shape, op.t.dtype,
+                  "einsum_sum", keepDims=False)
+    return _Operand(y, kept)
+
+
+def _arrange(ctx: LowerContext, op: _Operand, order: tuple[str, ...]) -> Tensor:
+    """``op`` transposed so its labels follow ``order``."""
+    if op.labels == order:
+        return op.t
+    return ctx.transpose(op.t, tuple(op.labels.index(label) for label in order))
+
+
+def _dims(op: _Operand, labels: list[str]) -> tuple[int, ...]:
+    return tuple(op.t.shape[op.labels.index(label)] for label in labels)
+
+
+def _reshape_if(ctx: LowerContext, t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    return t if tuple(t.shape) == tuple(shape) else ctx.reshape(t, shape)
+
+
+def _contract(ctx: LowerContext, a: _Operand, b: _Operand, keep: set[str]) -> _Operand:
+    """Einsum of two operands keeping the labels in ``keep``; shared labels not kept are summed.
+
+    No shared summed label: a broadcasting MUL. Otherwise a matmul with batch = shared kept
+    labels, M = labels only in ``a``, K = shared summed labels, N = labels only in ``b``:
+    FULLY_CONNECTED when ``b`` is a constant and there is no batch, else BATCH_MATMUL (adjX/adjY
+    instead of a transpose when an operand already has its dims as (K, M) or (N, K)).
+    """
+    a = _sum_out(ctx, a, {x for x in a.labels if x not in keep and x not in b.labels})
+    b = _sum_out(ctx, b, {x for x in b.labels if x not in keep and x not in a.labels})
+    batch = [x for x in a.labels if x in b.labels and x in keep]
+    summed = [x for x in a.labels if x in b.labels and x not in keep]
+    a_only = [x for x in a.labels if x not in b.labels]
+    b_only = [x for x in b.labels if x not in a.labels]
+    result = tuple(batch + a_only + b_only)
+    for x in summed:
+        if _dims(a, [x]) != _dims(b, [x]):
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"summed ellipsis dim broadcasts ({_dims(a, [x])[0]} vs {_dims(b, [x])[0]})")
+    if not summed:
+        if len(result) > _MAX_MUL_RANK:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"einsum product of rank {len(result)} exceeds LiteRT MUL's rank {_MAX_MUL_RANK}")
+        at = _arrange(ctx, a, tuple(batch + a_only))
+        at = _reshape_if(ctx, at, tuple(at.shape) + (1,) * len(b_only))
+        bt = _arrange(ctx, b, tuple(batch + b_only))
+        bt = _reshape_if(ctx, bt, _dims(b, batch) + (1,) * len(a_only) + _dims(b, b_only))
+        shape = tuple(max(x, y) for x, y in zip(at.shape, bt.shape))
+        y = ctx.emit1("MUL", [at, bt], shape, at.dtype, "einsum_mul", fusedActivationFunction="NONE")
+        return _Operand(y, result)
+    if a.t.is_const and not b.t.is_const and not batch:
+        return _contract(ctx, b, a, keep)  # constant on the right: FULLY_CONNECTED weights
+    m = int(np.prod(_dims(a, a_only), dtype=np.int64))
+    k = int(np.prod(_dims(a, summed), dtype=np.int64))
+    n = int(np.prod(_dims(b, b_only), dtype=np.int64))
+    final = tuple(max(x, y) for x, y in zip(_dims(a, batch), _dims(b, batch))) + _dims(a, a_only) + _dims(b, b_only)
+    if b.t.is_const and not a.t.is_const and not batch:
+        weights = np.transpose(b.t.data, [b.labels.index(x) for x in b_only + summed]).reshape(n, k)
+        x2 = _reshape_if(ctx, _arrange(ctx, a, tuple(a_only + summed)), (m, k))
+        y = _fully_connected(ctx, x2, weights, None)
+        return _Operand(_reshape_if(ctx, y, final), result)
+    a2, adj_x = _matmul_operand(ctx, a, batch, a_only, summed, (m, k))
+    b2, adj_y = _matmul_operand(ctx, b, batch, summed, b_only, (k, n))
+    y = _batch_matmul(ctx, a2, b2, adj_x, adj_y)
+    return _Operand(_reshape_if(ctx, y, final), result)
+
+
+def _matmul_operand(ctx: LowerContext, op: _Operand, batch: list[str], rows: list[str], cols: list[str],
+                    matrix: tuple[int, int]) -> tuple[Tensor, bool]:
+    """``op`` as (batch..., rows, cols) for BATCH_MATMUL, or as (batch..., cols, rows) with adj=True
+    when its dims are already in that order (saves a transpose)."""
+    if op.labels == tuple(batch + cols + rows) and op.labels != tuple(batch + rows + cols):
+        return _reshape_if(ctx, op.t, _dims(op, batch) + matrix[::-1]), True
+    t = _arrange(ctx, op, tuple(batch + rows + cols))
+    return _reshape_if(ctx, t, _dims(op, batch) + matrix), False
+
+
+def _bind_output(ctx: LowerContext, t: Tensor, out: Tensor) -> None:
+    """Make ``out`` hold ``t``: retarget the op that just produced ``t``, else copy with a RESHAPE."""
+    last = ctx.emitted[-1] if ctx.emitted else None
+    if last is not None and last.outputs == [t] and tuple(t.shape) == tuple(out.shape):
+        last.outputs[0] = out  # ``t`` is a fresh temporary nothing else reads
+        return
+    ctx.reshape(t, out.shape, out=out)
+
+
+@lowering("Einsum", since=12, onnx_dtypes=_ONNX_DTYPES, dtypes=("float32",), verified=("float32",))
+def lower_einsum(node: NodeView, ctx: LowerContext) -> None:
+    """Einsum as SUM / TRANSPOSE / RESHAPE / MUL / FULLY_CONNECTED / BATCH_MATMUL.
+
+    Labels an operand alone carries and the output drops are summed first; operands are then
+    contracted left to right (keeping labels the output or a later operand needs); finally the
+    result is transposed to the output order. Repeated labels within one term (diagonals,
+    traces) are not supported.
+    """
+    count = len(node.inputs)
+    if count == 0:
+        raise ctx.fail(Reason.INVALID_MODEL, "Einsum needs at least one input")
+    _check_float(ctx, tuple(range(count)), "Einsum")
+    equation = str(node.attr("equation", ""))
+    operands = [ctx.input(i) for i in range(count)]
+    try:
+        spec = parse_einsum(equation, [t.rank for t in operands])
+        sizes = _label_sizes(spec, [t.shape for t in operands])
+    except ValueError as exc:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Einsum equation '{equation}': {exc}") from None
+    for labels in spec.inputs:
+        if len(set(labels)) != len(labels):
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"Einsum equation '{equation}': a label repeated within one term (diagonal or "
+                           "trace) is not supported")
+    out = ctx.output(0, tuple(sizes[x] for x in spec.output), _F32)
+    ops = [_Operand(t, labels) for t, labels in zip(operands, spec.inputs)]
+    output = set(spec.output)
+    for i, op in enumerate(ops):
+        elsewhere = {x for j, other in enumerate(ops) if j != i for x in other.labels}
+        ops[i] = _sum_out(ctx, op, {x for x in op.labels if x not in output and x not in elsewhere})
+    cur = ops[0]
+    for i in range(1, len(ops)):
+        keep = output | {x for later in ops[i + 1:] for x in later.labels}
+        cur = _contract(ctx, cur, ops[i], keep)
+    cur = _sum_out(ctx, cur, {x for x in cur.labels if x not in output})
+    y = _arrange(ctx, cur, spec.output)
+    if y.is_const:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "Einsum of constants only should have been folded")
+    _bind_output(ctx, y, out)

@@ -6,6 +6,10 @@
 - InstanceNormalization -> MEAN, SQUARED_DIFFERENCE, ADD eps, RSQRT, MUL, ADD (channels-last).
 - Softmax / LogSoftmax -> SOFTMAX / LOG_SOFTMAX on the last axis, with the reshape (opset < 13)
   or transpose (opset >= 13) that the ONNX axis semantics need.
+- LayerNormalization (17), GroupNormalization (18: per-group affine; 21: per-channel affine),
+  MeanVarianceNormalization, RMSNormalization (23) -> MEAN, SUB, SQUARE, MEAN, ADD eps, RSQRT,
+  MUL (+ MUL scale, ADD bias): the variance is the mean of squared *centered* values.
+- LpNormalization (p = 1, 2) -> SUM(ABS) or SQRT(SUM(SQUARE)), MAXIMUM(norm, FLT_MIN), DIV.
 """
 from __future__ import annotations
 
@@ -188,3 +192,229 @@ def lower_softmax(node: NodeView, ctx: LowerContext) -> None:
     y = _emit_last_axis_softmax(node.op_type, xt, ctx)
     ctx.transpose(y, perm, out=out)
 
+
+
+# ---------------------------------------------------------------------------------------
+# Shared standardization helpers (LayerNormalization, GroupNormalization, MVN, RMSNorm)
+# ---------------------------------------------------------------------------------------
+def trailing_axes(rank: int, axis: int) -> tuple[int, ...] | None:
+    """The axes ``[axis, rank)`` for a possibly negative ``axis``; None when out of range."""
+    if not -rank <= axis < rank:
+        return None
+    axis = axis + rank if axis < 0 else axis
+    return tuple(range(axis, rank))
+
+
+def _stat_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of a keep-dims reduction of ``shape`` over ``axes``."""
+    return tuple(1 if i in axes else d for i, d in enumerate(shape))
+
+
+def _emit_standardize(ctx: LowerContext, x: Tensor, axes: tuple[int, ...], eps: float | None,
+                      mean_out: Tensor | None = None, inv_std_out: Tensor | None = None,
+                      out: Tensor | None = None, hint: str = "norm") -> Tensor:
+    """(x - mean) * rsqrt(mean((x - mean)^2) + eps) with statistics over ``axes`` (keep dims).
+
+    The variance is the mean of the squared *centered* values (not E[x^2] - E[x]^2), which
+    avoids cancellation when the mean is large compared with the spread. ``eps=None`` adds
+    nothing before the RSQRT. ``mean_out``/``inv_std_out`` receive the statistics when given.
+    """
+    axes_t = ctx.new_const(np.array(axes, np.int32), hint="axes")
+    sshape = _stat_shape(x.shape, axes)
+    mean = ctx.emit1("MEAN", [x, axes_t], sshape, _F32, f"{hint}_mean", mean_out, keepDims=True)
+    centered = ctx.emit1("SUB", [x, mean], x.shape, _F32, f"{hint}_centered", fusedActivationFunction="NONE")
+    sq = ctx.emit1("SQUARE", [centered], x.shape, _F32, f"{hint}_sq")
+    var = ctx.emit1("MEAN", [sq, axes_t], sshape, _F32, f"{hint}_var", keepDims=True)
+    if eps is not None:
+        var = ctx.emit1("ADD", [var, ctx.new_const(np.float32(eps), hint="eps")], sshape, _F32,
+                        f"{hint}_var_eps", fusedActivationFunction="NONE")
+    inv_std = ctx.emit1("RSQRT", [var], sshape, _F32, f"{hint}_inv_std", inv_std_out)
+    return ctx.emit1("MUL", [centered, inv_std], x.shape, _F32, f"{hint}_normalized", out,
+                     fusedActivationFunction="NONE")
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """True when ``shape`` broadcasts unidirectionally to ``target`` (result shape == target)."""
+    try:
+        return tuple(np.broadcast_shapes(tuple(shape), tuple(target))) == tuple(target)
+    except ValueError:
+        return False
+
+
+def _check_stash_type(node: NodeView, ctx: LowerContext) -> None:
+    stash = int(node.attr("stash_type", 1))
+    if stash != 1:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"{node.op_type} stash_type={stash} is not supported (only 1: float32 statistics)")
+
+
+def _emit_affine(ctx: LowerContext, y: Tensor, scale: Tensor | None, bias: Tensor | None, out: Tensor,
+                 hint: str) -> None:
+    """out = y * scale + bias (either may be absent); the last op writes ``out``."""
+    if scale is not None:
+        y = ctx.emit1("MUL", [y, scale], y.shape, _F32, f"{hint}_scaled", None if bias is not None else out,
+                      fusedActivationFunction="NONE")
+    if bias is not None:
+        ctx.emit("ADD", [y, bias], [out], fusedActivationFunction="NONE")
+
+
+# ---------------------------------------------------------------------------------------
+# LayerNormalization
+# ---------------------------------------------------------------------------------------
+@lowering("LayerNormalization", since=17, dtypes=("float32",), verified=("float32",))
+def lower_layer_normalization(node: NodeView, ctx: LowerContext) -> None:
+    """Standardize over axes [axis, rank), then Y = normalized * Scale + B.
+
+    Optional outputs Mean and InvStdDev (shape X.shape[:axis] + 1s) are the keep-dims
+    statistics the computation produces anyway.
+    """
+    _check_stash_type(node, ctx)
+    _float_params_or_fail(ctx, range(1, 3), "LayerNormalization")
+    x = ctx.input(0)
+    if x.rank == 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "LayerNormalization of a scalar is not supported")
+    axis = int(node.attr("axis", -1))
+    axes = trailing_axes(x.rank, axis)
+    if axes is None:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {axis} is out of range for rank {x.rank}")
+    scale = ctx.input(1)
+    bias = ctx.optional_input(2)
+    for name, t in (("Scale", scale), ("B", bias)):
+        if t is not None and not _broadcasts_to(t.shape, x.shape):
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"LayerNormalization {name} shape {list(t.shape)} does not broadcast to {list(x.shape)}")
+    sshape = _stat_shape(x.shape, axes)
+    want = [i < len(node.outputs) and bool(node.outputs[i]) for i in range(3)]
+    mean_out = ctx.output(1, sshape, _F32) if want[1] else None
+    inv_out = ctx.output(2, sshape, _F32) if want[2] else None
+    eps = float(node.attr("epsilon", 1e-5))
+    y = _emit_standardize(ctx, x, axes, eps, mean_out, inv_out, hint="ln")
+    _emit_affine(ctx, y, scale, bias, ctx.output(0, x.shape, x.dtype), "ln")
+
+
+# ---------------------------------------------------------------------------------------
+# GroupNormalization
+# ---------------------------------------------------------------------------------------
+@lowering("GroupNormalization", since=18, dtypes=("float32",), verified=("float32",))
+def lower_group_normalization(node: NodeView, ctx: LowerContext) -> None:
+    """Statistics per (instance, group of C/G channels); affine per group (opset 18) or per channel (21+).
+
+    X (N, C, D...) is reshaped to (N, G, C/G * prod(D)) and standardized over the last axis.
+    Opset 18 applies its (G,) scale and bias in that grouped view; opset 21 reshapes back
+    first and applies its (C,) scale and bias per channel.
+    """
+    _check_stash_type(node, ctx)
+    _float_params_or_fail(ctx, range(1, 3), "GroupNormalization")
+    x = ctx.input(0)
+    if x.rank < 2:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "GroupNormalization input must have rank >= 2")
+    groups = node.attr("num_groups")
+    channels = x.shape[1]
+    if groups is None or int(groups) <= 0 or channels % int(groups) != 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"num_groups={groups} must be positive and divide the {channels} channels")
+    groups = int(groups)
+    per_group = node.opset < 21
+    pcount = groups if per_group else channels
+    for i in (1, 2):
+        if int(np.prod(ctx.in_shape(i), dtype=np.int64)) != pcount or len(ctx.in_shape(i)) != 1:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"GroupNormalization-{node.opset} input {i} must have shape ({pcount},)")
+    grouped = (x.shape[0], groups, x.size // max(x.shape[0] * groups, 1))
+    xg = ctx.reshape(x, grouped)
+    out = ctx.output(0, x.shape, x.dtype)
+    y = _emit_standardize(ctx, xg, (2,), float(node.attr("epsilon", 1e-5)), hint="gn")
+    if per_group:
+        scale, bias = (_as_param(ctx, i, (groups, 1)) for i in (1, 2))
+        y = ctx.emit1("MUL", [y, scale], grouped, _F32, "gn_scaled", fusedActivationFunction="NONE")
+        y = ctx.emit1("ADD", [y, bias], grouped, _F32, "gn_shifted", fusedActivationFunction="NONE")
+        ctx.reshape(y, x.shape, out=out)
+        return
+    y = ctx.reshape(y, x.shape)
+    pshape = channel_param_shape(x.rank, channels)
+    _emit_affine(ctx, y, _as_param(ctx, 1, pshape), _as_param(ctx, 2, pshape), out, "gn")
+
+
+# ---------------------------------------------------------------------------------------
+# MeanVarianceNormalization
+# ---------------------------------------------------------------------------------------
+# ONNX's function body (and ONNX Runtime) divide by sqrt(var) + 1e-9; under RSQRT the tiny
+# constant moves inside the root, where for any variance that float32 can normalize
+# meaningfully (var >> 1e-18) the difference is far below float32 resolution.
+_MVN_EPS = 1e-18
+
+
+@lowering("MeanVarianceNormalization", since=9, dtypes=("float32",), verified=("float32",))
+def lower_mean_variance_normalization(node: NodeView, ctx: LowerContext) -> None:
+    """(X - E[X]) / sqrt(E[(X - E[X])^2]) over ``axes`` (default [0, 2, 3])."""
+    x = ctx.input(0)
+    given = [int(a) for a in node.attr("axes", [0, 2, 3])]
+    axes = []
+    for a in given:
+        if not -x.rank <= a < x.rank:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axes {given} are out of range for rank {x.rank}")
+        axes.append(a + x.rank if a < 0 else a)
+    if not axes or len(set(axes)) != len(axes):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axes {given} must be non-empty and distinct")
+    _emit_standardize(ctx, x, tuple(sorted(axes)), _MVN_EPS, out=ctx.output(0, x.shape, x.dtype), hint="mvn")
+
+
+# ---------------------------------------------------------------------------------------
+# LpNormalization
+# ---------------------------------------------------------------------------------------
+# Smallest normal float32: a zero norm becomes this, so an all-zero row divides to 0 as ONNX
+# defines (instead of 0/0 = NaN), while every norm float32 represents normally is unchanged.
+_FLT_MIN = np.float32(np.finfo(np.float32).tiny)
+
+
+@lowering("LpNormalization", since=7, dtypes=("float32",), verified=("float32",))
+def lower_lp_normalization(node: NodeView, ctx: LowerContext) -> None:
+    """x / ||x||_p along ``axis`` (p = 1: SUM(ABS), p = 2: SQRT(SUM(SQUARE))); zero norm gives 0."""
+    x = ctx.input(0)
+    p = int(node.attr("p", 2))
+    if p not in (1, 2):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"LpNormalization p={p} is not supported (1 or 2)")
+    if x.rank == 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "LpNormalization of a scalar is not supported")
+    axis = int(node.attr("axis", -1))
+    if not -x.rank <= axis < x.rank:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {axis} is out of range for rank {x.rank}")
+    axis = axis + x.rank if axis < 0 else axis
+    sshape = _stat_shape(x.shape, (axis,))
+    axes_t = ctx.new_const(np.array([axis], np.int32), hint="axes")
+    mag = ctx.emit1("ABS" if p == 1 else "SQUARE", [x], x.shape, _F32, "lp_mag")
+    norm = ctx.emit1("SUM", [mag, axes_t], sshape, _F32, "lp_sum", keepDims=True)
+    if p == 2:
+        norm = ctx.emit1("SQRT", [norm], sshape, _F32, "lp_norm")
+    norm = ctx.emit1("MAXIMUM", [norm, ctx.new_const(_FLT_MIN, hint="flt_min")], sshape, _F32, "lp_safe")
+    ctx.emit("DIV", [x, norm], [ctx.output(0, x.shape, x.dtype)], fusedActivationFunction="NONE")
+
+
+# ---------------------------------------------------------------------------------------
+# RMSNormalization (opset 23)
+# ---------------------------------------------------------------------------------------
+@lowering("RMSNormalization", since=23, dtypes=("float32",), verified=("float32",))
+def lower_rms_normalization(node: NodeView, ctx: LowerContext) -> None:
+    """Y = X * rsqrt(mean(X^2 over [axis, rank)) + eps) * scale."""
+    _check_stash_type(node, ctx)
+    _float_params_or_fail(ctx, range(1, 2), "RMSNormalization")
+    x = ctx.input(0)
+    if x.rank == 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "RMSNormalization of a scalar is not supported")
+    axis = int(node.attr("axis", -1))
+    axes = trailing_axes(x.rank, axis)
+    if axes is None:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {axis} is out of range for rank {x.rank}")
+    scale = ctx.input(1)
+    if not _broadcasts_to(scale.shape, x.shape):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"RMSNormalization scale shape {list(scale.shape)} does not broadcast to {list(x.shape)}")
+    sshape = _stat_shape(x.shape, axes)
+    axes_t = ctx.new_const(np.array(axes, np.int32), hint="axes")
+    sq = ctx.emit1("SQUARE", [x], x.shape, _F32, "rms_sq")
+    ms = ctx.emit1("MEAN", [sq, axes_t], sshape, _F32, "rms_mean_sq", keepDims=True)
+    ms = ctx.emit1("ADD", [ms, ctx.new_const(np.float32(node.attr("epsilon", 1e-5)), hint="eps")], sshape, _F32,
+                   "rms_eps", fusedActivationFunction="NONE")
+    inv = ctx.emit1("RSQRT", [ms], sshape, _F32, "rms_inv")
+    y = ctx.emit1("MUL", [x, inv], x.shape, _F32, "rms_normalized", fusedActivationFunction="NONE")
+    ctx.emit("MUL", [y, scale], [ctx.output(0, x.shape, x.dtype)], fusedActivationFunction="NONE")
