@@ -15,6 +15,10 @@ Where is op X lowered? ``grep -rn '"X"' onnx2litert/lower/ops`` — each module 
 - reduce:        ReduceMean, ReduceMax, ReduceMin, ReduceSum, ReduceProd, ReduceL2
 - logic:         Equal, Greater(OrEqual), Less(OrEqual), And, Or, Xor, Not, Where, IsNaN, IsInf, Sign,
                  BitShift, BitwiseAnd/Or/Xor/Not
+- attention:     Attention (opset 23)
+- loss:          SoftmaxCrossEntropyLoss, NegativeLogLikelihoodLoss
+- vision:        GridSample, RoiAlign, NonMaxSuppression
+- signal:        DFT, STFT
 - indexing:      ArgMax, ArgMin, GatherND, GatherElements, ScatterND, ScatterElements, OneHot, TopK, CumSum,
                  Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress
 - quantized:     QuantizeLinear, DequantizeLinear, QLinearConv, QLinearMatMul, QLinearAdd, QLinearMul,
@@ -22,5 +26,6 @@ Where is op X lowered? ``grep -rn '"X"' onnx2litert/lower/ops`` — each module 
 - rnn:           LSTM, GRU, RNN
 - math_unary:    Floor, Ceil, Round, Mod, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh
 """
-from . import (activation, conv, elementwise, indexing, logic, math_unary, matmul,  # noqa: F401
-               normalization, pool, quantized, reduce, resize, rnn, tensor)
+from . import (activation, attention, conv, elementwise, indexing, logic, loss,  # noqa: F401
+               math_unary, matmul, normalization, pool, quantized, reduce, resize, rnn, signal, tensor,
+               vision)

@@ -1,0 +1,2 @@
+"""Lowerings of the attention family (see the package docstring for the op list)."""
+from __future__ import annotations
