@@ -10,7 +10,8 @@ from ..frontend import PreparedGraph
 from ..ir import Model, Operator, Subgraph, Tensor
 from ..options import ConversionOptions
 from .context import GraphBuilder, LowerContext, NodeView, channels_last_perm, inverse_perm
-from .registry import REGISTRY
+from .custom import check_candidate, lower_custom, policy_summary
+from .registry import REGISTRY, VERIFIED_OPSET
 
 # ONNX ops whose data input LiteRT computes channels-last; an input feeding them is exposed NHWC.
 SPATIAL_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
@@ -36,12 +37,26 @@ class NodeRecord:
     litert_ops: list[str] = field(default_factory=list)
 
 
+class NodeRecords(list):
+    """The per-node records, carrying the custom-op policy in force for the report.
+
+    ``op_coverage_report`` reads ``custom_op_policy`` from here when its caller does not pass
+    it explicitly, so the report shows the policy whichever way it is built.
+    """
+
+    def __init__(self, records: list[NodeRecord], custom_op_policy: dict | None = None):
+        super().__init__(records)
+        self.custom_op_policy = custom_op_policy
+
+
 @dataclass
 class LoweredGraph:
     model: Model
     records: list[NodeRecord]
     issues: list[Issue]
     io_layout: dict
+    # {"allow_custom_ops", "allowlist", "custom_nodes"}: the op-coverage report's policy block.
+    custom_op_policy: dict = field(default_factory=dict)
 
 
 def _spatial_inputs(prepared: PreparedGraph) -> set[str]:
@@ -106,7 +121,8 @@ def lower_graph(prepared: PreparedGraph, options: ConversionOptions) -> LoweredG
     try:
         inputs, in_layout = _make_inputs(prepared, builder, options)
     except LoweringError as exc:
-        return LoweredGraph(Model([Subgraph([], [])]), [], [Issue(exc.reason, exc.message)], {})
+        return LoweredGraph(Model([Subgraph([], [])]), NodeRecords([], policy_summary(options, [])),
+                            [Issue(exc.reason, exc.message)], {}, policy_summary(options, []))
     records: list[NodeRecord] = []
     for index, node in enumerate(prepared.nodes):
         opset = prepared.opsets.get(node.domain or "", prepared.opset)
@@ -115,11 +131,27 @@ def lower_graph(prepared: PreparedGraph, options: ConversionOptions) -> LoweredG
         records.append(record)
         entry = REGISTRY.find(node.domain, node.op_type, opset)
         error: LoweringError | None = None
-        if entry is None:
-            reason = Reason.UNSUPPORTED_OPSET if REGISTRY.knows(node.domain, node.op_type) \
-                else Reason.UNSUPPORTED_ONNX_OP
-            error = LoweringError(reason, f"no lowering for {node.op_type} at opset {opset}")
-        elif any(n and n not in builder.values and n not in builder.constants for n in node.input):
+        blocked = any(n and n not in builder.values and n not in builder.constants for n in node.input)
+        if entry is None and REGISTRY.knows(node.domain, node.op_type):
+            # A lowering exists for other opsets: its semantics may differ here, so no custom op.
+            error = LoweringError(Reason.UNSUPPORTED_OPSET, f"no lowering for {node.op_type} at opset {opset}" + (
+                f": its definition changed after opset {VERIFIED_OPSET}, the newest the lowerings are verified "
+                f"against" if opset > VERIFIED_OPSET else ""))
+        elif entry is None:
+            # No lowering at all: the custom-op policy decides (see lower/custom.py).
+            try:
+                check_candidate(view, builder)
+                if blocked:
+                    error = LoweringError(Reason.UNSUPPORTED_ONNX_OP,
+                                          "an input comes from a node that could not be lowered")
+                    record.dispatch = "blocked"
+                else:
+                    op = lower_custom(view, builder)
+                    record.dispatch, record.litert_ops = "custom", [op.opcode]
+                    record.message = f"written as CUSTOM op '{op.custom_code}'"
+            except LoweringError as exc:
+                error = exc
+        elif blocked:
             error = LoweringError(Reason.UNSUPPORTED_ONNX_OP, "an input comes from a node that could not be lowered")
             record.dispatch = "blocked"
         else:
@@ -139,7 +171,9 @@ def lower_graph(prepared: PreparedGraph, options: ConversionOptions) -> LoweredG
             record.reason_code, record.message = error.reason.value, error.message
             for out in node.output:
                 builder.values.pop(out, None)
-    records = _records_for_removed(prepared, records)
+    custom_nodes = [r.name for r in records if r.dispatch == "custom"]
+    policy = policy_summary(options, custom_nodes)
+    records = NodeRecords(_records_for_removed(prepared, records), policy)
     outputs = []
     for name in prepared.outputs:
         t = builder.value(name)
@@ -156,7 +190,7 @@ def lower_graph(prepared: PreparedGraph, options: ConversionOptions) -> LoweredG
                            "shape": list(prepared.shapes.get(t_name) or [])} for t_name in prepared.outputs}
     model = Model([Subgraph(inputs, outputs, builder.operators)],
                   signature_inputs=list(prepared.inputs), signature_outputs=list(prepared.outputs))
-    return LoweredGraph(model, records, issues, {"inputs": in_layout, "outputs": out_layout})
+    return LoweredGraph(model, records, issues, {"inputs": in_layout, "outputs": out_layout}, policy)
 
 
 def _check_dtype(entry, ctx: LowerContext) -> None:
