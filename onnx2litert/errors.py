@@ -25,6 +25,7 @@ class Reason(str, enum.Enum):
     UNSAFE_EXTERNAL_DATA = "unsafe_external_data"
     BACKEND_NOT_INSTALLED = "backend_not_installed"
     ACCURACY_THRESHOLD_EXCEEDED = "accuracy_threshold_exceeded"
+    SPLIT_IMPOSSIBLE = "split_impossible"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -43,6 +44,8 @@ REASON_DESCRIPTIONS: dict[Reason, str] = {
     Reason.UNSAFE_EXTERNAL_DATA: "external data points outside the model's folder",
     Reason.BACKEND_NOT_INSTALLED: "the requested backend is not available in this installation",
     Reason.ACCURACY_THRESHOLD_EXCEEDED: "evaluation against ONNX Runtime failed its thresholds (-efot)",
+    Reason.SPLIT_IMPOSSIBLE: "size-based splitting cannot keep a part within --tflite_split_max_bytes "
+                             "(one op's weights alone exceed it)",
     Reason.INTERNAL_ERROR: "a bug in onnx2litert: please report it with the model",
 }
 

@@ -1,0 +1,53 @@
+"""Accuracy of the chained split models against ONNX Runtime or the unsplit float32 model."""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+import numpy as np
+
+from ..evaluate.accuracy import _aggregate, compare_outputs
+from ..evaluate.runtime import make_inputs, run_onnx, run_tflite
+from ..options import SPLIT_EVAL_REFERENCES
+from .runner import run_split_models
+
+
+def evaluate_split(manifest: Mapping, models: Mapping[str, bytes],
+                   input_specs: list[tuple[str, tuple[int, ...], np.dtype]], *, reference: str = "onnx",
+                   onnx_model: str | os.PathLike | bytes | None = None, unsplit_tflite: bytes | None = None,
+                   num_samples: int = 1, seed: int = 0, cosine_threshold: float = 0.999,
+                   max_abs_threshold: float | None = None) -> dict:
+    """Run the chained parts and the reference on the same seeded inputs; return the report.
+
+    The report has the accuracy report's fields (``per_output``, ``overall``, ``thresholds``,
+    ``pass``...) plus ``reference`` and the part list.
+    """
+    if reference not in SPLIT_EVAL_REFERENCES:
+        raise ValueError(f"reference must be one of {SPLIT_EVAL_REFERENCES}, got {reference!r}")
+    samples = []
+    for k in range(num_samples):
+        feeds = make_inputs(input_specs, seed + k)
+        if reference == "onnx":
+            expected = run_onnx(onnx_model, feeds)
+        else:
+            expected = run_tflite(unsplit_tflite, feeds)
+        got = run_split_models(manifest, feeds, models=models)
+        samples.append(compare_outputs(expected, got))
+    per_output, overall = _aggregate(samples)
+    complete = all("cosine" in m for m in per_output.values())
+    passed = complete and overall["cosine"] >= cosine_threshold and (
+        max_abs_threshold is None or overall["max_abs"] <= max_abs_threshold)
+    return {
+        "target": "split_float32",
+        "reference": reference,
+        "compare_mode": "raw",
+        "seed": seed,
+        "num_samples": num_samples,
+        "num_parts": len(manifest["parts"]),
+        "parts": [p["file"] for p in manifest["parts"]],
+        "inputs": [{"name": n, "shape": list(s), "dtype": np.dtype(d).name} for n, s, d in input_specs],
+        "thresholds": {"cosine_min": cosine_threshold, "max_abs_max": max_abs_threshold},
+        "per_output": per_output,
+        "overall": overall,
+        "pass": bool(passed),
+    }
