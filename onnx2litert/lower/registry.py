@@ -91,10 +91,21 @@ def changed_after_verified(op_type: str, opset: int) -> bool:
     except Exception:  # unknown op: nothing to compare
         return False
     try:
-        verified = onnx.defs.get_schema(op_type, VERIFIED_OPSET, "").since_version
+        verified = onnx.defs.get_schema(op_type, VERIFIED_OPSET, "")
     except Exception:  # the op did not exist yet at the verified opset
         return True
-    return newest != verified
+    if newest == verified.since_version:
+        return False
+    # A newer version that only widened the type constraints (same attributes, inputs, outputs and
+    # documented semantics) lowers the same way; the dtype checks still apply node by node.
+    current = onnx.defs.get_schema(op_type, opset, "")
+    return _signature(current) != _signature(verified) or current.doc != verified.doc
+
+
+def _signature(schema: onnx.defs.OpSchema) -> tuple:
+    attrs = sorted((a.name, int(a.type), a.default_value.SerializeToString()) for a in schema.attributes.values())
+    return (attrs, [(i.name, int(i.option)) for i in schema.inputs],
+            [(o.name, int(o.option)) for o in schema.outputs])
 
 
 def _norm(domain: str) -> str:
