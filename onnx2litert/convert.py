@@ -20,8 +20,11 @@ from .frontend import PreparedGraph, prepare
 from .lower import REGISTRY, lower_graph
 from .options import ConversionOptions
 from .passes import run_passes
-from .quantize import to_float16_weights
+from .quantize import (collect_ranges, load_samples, quantize_integer, ranges_by_position, to_dynamic_range,
+                       to_float16_weights)
 from .report import op_coverage_report
+from .split.large_export import export_model_auto
+from .split.pipeline import run_split, threshold_error
 
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
@@ -38,6 +41,10 @@ class ConversionResult:
     io_layout: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     op_counts: dict[str, int] = field(default_factory=dict)
+    # Non-fatal notes for the user (e.g. calibration on synthetic data).
+    warnings: list[str] = field(default_factory=list)
+    # Size-based split (--auto_split_tflite_by_size): part file name -> bytes, in run order.
+    split_parts: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def accuracy_passed(self) -> bool | None:
@@ -51,6 +58,9 @@ def convert(model_or_path: ModelSource, output_folder: str | os.PathLike | None 
 
     With ``output_folder`` the files ``<stem>_float32.tflite`` and ``<stem>_float16.tflite``
     (and requested reports) are written there; the bytes are always in ``result.artifacts``.
+    ``output_dynamic_range_quantized_tflite`` / ``output_integer_quantized_tflite`` add the
+    ``<stem>_dynamic_range_quant.tflite`` and ``<stem>_{integer_quant, full_integer_quant,
+    integer_quant_with_int16_act, full_integer_quant_with_int16_act}.tflite`` variants.
     Options use the CLI's long names (e.g. ``report_op_coverage=True``). Raises
     :class:`ConversionError` with every blocking problem when the model cannot be converted.
     """
@@ -115,18 +125,107 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
     result.op_counts = dict(sorted(Counter(op.opcode for op in model.main.operators).items()))
 
     t0 = time.perf_counter()
-    result.artifacts["float32"] = export_model(model)
+    # Past ~2 GB of constants the float variants store them after the flatbuffer.
+    result.artifacts["float32"] = export_model_auto(model, opts.tflite_external_buffers_threshold_bytes)
     if opts.output_float16:
-        result.artifacts["float16"] = export_model(to_float16_weights(model))
+        result.artifacts["float16"] = export_model_auto(to_float16_weights(model),
+                                                        opts.tflite_external_buffers_threshold_bytes)
     result.timings["export_s"] = time.perf_counter() - t0
+    failed: dict[str, ConversionError] = {}
+    if opts.output_dynamic_range_quantized_tflite or opts.output_integer_quantized_tflite:
+        t0 = time.perf_counter()
+        failed = _quantized_variants(model, prepared, opts, result)
+        result.timings["quantize_s"] = time.perf_counter() - t0
 
     if out_dir is not None:
         for variant, data in result.artifacts.items():
             result.paths[variant] = _write_atomic(out_dir / f"{result.stem}_{variant}.tflite", data)
 
+    if opts.auto_split_tflite_by_size:
+        _split(source, prepared, model, opts, result, out_dir)
+
     if opts.eval_with_onnx:
+        if opts.eval_target_tflite in failed:
+            raise failed[opts.eval_target_tflite]
         _evaluate(source, prepared, opts, result, out_dir)
     return result
+
+
+_INTEGER_VARIANTS = (  # (artifact, activation dtype, integer I/O)
+    ("integer_quant", "int8", False),
+    ("full_integer_quant", "int8", True),
+    ("integer_quant_with_int16_act", "int16", False),
+    ("full_integer_quant_with_int16_act", "int16", True),
+)
+
+
+def _quantized_variants(model, prepared: PreparedGraph, opts: ConversionOptions,
+                        result: ConversionResult) -> dict[str, ConversionError]:
+    """Add the dynamic-range and integer artifacts; return full-integer variants that could not be made.
+
+    A full-integer variant fails (with its reason codes in the quantization report) when an
+    op has no integer kernel; the other variants are still produced.
+    """
+    per_channel = opts.quant_type == "per-channel"
+    qreport: dict = {"quant_type": opts.quant_type, "variants": {}}
+    result.reports["quantization"] = qreport
+    if opts.output_dynamic_range_quantized_tflite:
+        result.artifacts["dynamic_range_quant"] = export_model(to_dynamic_range(model, per_channel))
+    failed: dict[str, ConversionError] = {}
+    if not opts.output_integer_quantized_tflite:
+        return failed
+    specs = [(n, tuple(prepared.shapes[n]), prepared.dtypes.get(n, np.dtype(np.float32))) for n in prepared.inputs]
+    channels_last = {name: tuple(info["perm_from_onnx"])
+                     for name, info in (result.io_layout.get("inputs") or {}).items()
+                     if info and info.get("perm_from_onnx")}
+    samples, messages = load_samples(specs, calibration_data=opts.calibration_data,
+                                     custom_inputs=opts.custom_input_op_name_np_data_path,
+                                     num_samples=opts.calibration_num_samples, channels_last=channels_last)
+    result.warnings.extend(messages)
+    ranges = collect_ranges(model, result.artifacts["float32"], samples, result.io_layout,
+                            opts.calibration_percentile)
+    positions = ranges_by_position(model, ranges)
+    qreport["calibration"] = {"num_samples": len(samples), "synthetic": bool(messages),
+                              "percentile": opts.calibration_percentile}
+    for name, act, integer_io in _INTEGER_VARIANTS:
+        try:
+            qmodel, rep = quantize_integer(model, positions, activation=act, per_channel=per_channel,
+                                           integer_io=integer_io, input_dtype=opts.input_quant_dtype,
+                                           output_dtype=opts.output_quant_dtype)
+        except ConversionError as exc:
+            failed[name] = exc
+            qreport["variants"][name] = {"produced": False, "reasons": [i.reason.value for i in exc.issues],
+                                         "errors": [i.line() for i in exc.issues]}
+            result.warnings.append(f"{name} was not produced: {exc.summary()}")
+            continue
+        result.artifacts[name] = export_model(qmodel)
+        qreport["variants"][name] = {"produced": True, **rep.as_dict()}
+    return failed
+
+
+def _split(source: ModelSource, prepared: PreparedGraph, model, opts: ConversionOptions,
+           result: ConversionResult, out_dir: Path | None) -> None:
+    """Split the optimized float model (logic in onnx2litert.split); write parts and reports."""
+    t0 = time.perf_counter()
+    specs = [(n, tuple(prepared.shapes[n]), prepared.dtypes.get(n, np.dtype(np.float32))) for n in prepared.inputs]
+    run = run_split(model, result.stem, result.io_layout, opts, source=source, input_specs=specs,
+                    unsplit_tflite=result.artifacts["float32"])
+    result.split_parts = dict(run.output.parts)
+    result.reports["split_plan"] = run.output.plan
+    if run.output.manifest is not None:
+        result.reports["split_manifest"] = run.output.manifest
+    if run.accuracy is not None:
+        result.reports["split_accuracy"] = run.accuracy
+    result.timings["split_s"] = time.perf_counter() - t0
+    if out_dir is not None:
+        for name, data in run.output.parts.items():
+            result.paths[f"split_{Path(name).stem[-4:]}"] = _write_atomic(out_dir / name, data)
+        for key, suffix in (("split_plan", "split_plan"), ("split_manifest", "split_manifest"),
+                            ("split_accuracy", "split_accuracy_report")):
+            if key in result.reports:
+                result.report_paths[key] = _write_json(out_dir, f"{result.stem}_{suffix}.json", result.reports[key])
+    if run.accuracy is not None and opts.eval_fail_on_threshold and not run.accuracy["pass"]:
+        raise threshold_error(run.accuracy, opts)
 
 
 def _evaluate(source: ModelSource, prepared: PreparedGraph, opts: ConversionOptions,

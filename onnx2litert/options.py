@@ -6,9 +6,13 @@ from dataclasses import dataclass, field
 
 from .errors import ConversionError, Issue, Reason
 
-EVAL_TARGETS = ("float32", "float16")
+EVAL_TARGETS = ("float32", "float16", "dynamic_range_quant", "integer_quant", "full_integer_quant",
+                "integer_quant_with_int16_act", "full_integer_quant_with_int16_act")
+QUANT_TYPES = ("per-channel", "per-tensor")
+QUANT_IO_DTYPES = ("int8", "uint8")
 COMPARE_MODES = ("auto", "dequant", "raw")
 BACKENDS = ("flatbuffer_direct", "tf_converter")
+SPLIT_EVAL_REFERENCES = ("onnx", "unsplit_tflite")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,19 @@ class ConversionOptions:
     keep_all_inputs_layout: bool = False
     # Outputs to write.
     output_float16: bool = True
+    output_dynamic_range_quantized_tflite: bool = False
+    output_integer_quantized_tflite: bool = False
+    # Quantization: weight granularity, full-integer I/O types, calibration.
+    quant_type: str = "per-channel"
+    input_quant_dtype: str = "int8"
+    output_quant_dtype: str = "int8"
+    # .npz keyed by ONNX input name (ONNX layout; a leading sample axis is optional).
+    calibration_data: str | None = None
+    # onnx2tf's -cind: (NAME, NPY_PATH, MEAN, STD) per input; MEAN/STD may be None.
+    custom_input_op_name_np_data_path: tuple[tuple, ...] = ()
+    calibration_num_samples: int = 16
+    # None: min/max ranges; e.g. 99.99: the [0.01, 99.99] percentiles of each sample.
+    calibration_percentile: float | None = None
     # Reports and evaluation.
     report_op_coverage: bool = False
     eval_with_onnx: bool = False
@@ -35,6 +52,20 @@ class ConversionOptions:
     eval_fail_on_threshold: bool = False
     eval_cosine_threshold: float = 0.999
     eval_max_abs_threshold: float | None = None
+    # Size-based splitting of the float32 model into <stem>_0001.tflite... plus a plan and a
+    # manifest; parts aim for the target and never exceed the max.
+    auto_split_tflite_by_size: bool = False
+    tflite_split_target_bytes: int = 1_060_000_000
+    tflite_split_max_bytes: int = 1_073_741_824
+    # Evaluate the chained parts against "onnx" (ONNX Runtime) or "unsplit_tflite"; None: off.
+    eval_split_models: str | None = None
+    # Constant bytes above which a .tflite stores its constants after the flatbuffer
+    # (Buffer.offset/size, past the 2 GiB flatbuffer limit); <= 0 forces that layout.
+    tflite_external_buffers_threshold_bytes: int = 2 ** 31 - 2 ** 26
+    # Custom ops: an op with no builtin lowering becomes CUSTOM 'ONNX_<Op>' only when allowed
+    # (and, with a non-empty allowlist, listed there by op type).
+    flatbuffer_direct_allow_custom_ops: bool = False
+    flatbuffer_direct_custom_op_allowlist: tuple[str, ...] = ()
     # Passes (escape hatch for debugging; defaults are what users want).
     optimize: bool = True
     verbose: bool = False
@@ -50,8 +81,23 @@ class ConversionOptions:
         if self.eval_compare_mode not in COMPARE_MODES:
             problems.append(
                 f"--eval_compare_mode must be one of {', '.join(COMPARE_MODES)}, got '{self.eval_compare_mode}'")
+        if self.quant_type not in QUANT_TYPES:
+            problems.append(f"--quant_type must be one of {', '.join(QUANT_TYPES)}, got '{self.quant_type}'")
+        for flag, value in (("input_quant_dtype", self.input_quant_dtype),
+                            ("output_quant_dtype", self.output_quant_dtype)):
+            if value not in QUANT_IO_DTYPES:
+                problems.append(f"--{flag} must be one of {', '.join(QUANT_IO_DTYPES)}, got '{value}'")
+        if self.calibration_num_samples < 1:
+            problems.append(f"--calibration_num_samples must be >= 1, got {self.calibration_num_samples}")
+        if self.calibration_percentile is not None and not 50.0 < self.calibration_percentile <= 100.0:
+            problems.append(f"--calibration_percentile must be in (50, 100], got {self.calibration_percentile}")
+        for entry in self.custom_input_op_name_np_data_path:
+            if not 2 <= len(entry) <= 4:
+                problems.append("--custom_input_op_name_np_data_path entries are (NAME, NPY_PATH[, MEAN[, STD]]), "
+                                f"got {entry!r}")
         if self.eval_num_samples < 1:
             problems.append(f"--eval_num_samples must be >= 1, got {self.eval_num_samples}")
+        problems.extend(self._split_problems())
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"--batch_size must be >= 1, got {self.batch_size}")
         for name, dims in self.overwrite_input_shape:
@@ -59,6 +105,21 @@ class ConversionOptions:
                 problems.append(f"--overwrite_input_shape for '{name}' has a non-positive dim: {list(dims)}")
         if problems:
             raise ConversionError([Issue(Reason.INVALID_OPTION, p) for p in problems])
+
+    def _split_problems(self) -> list[str]:
+        problems = []
+        if self.tflite_split_target_bytes < 1:
+            problems.append(f"--tflite_split_target_bytes must be >= 1, got {self.tflite_split_target_bytes}")
+        if self.tflite_split_max_bytes < self.tflite_split_target_bytes:
+            problems.append(f"--tflite_split_max_bytes ({self.tflite_split_max_bytes}) must be >= "
+                            f"--tflite_split_target_bytes ({self.tflite_split_target_bytes})")
+        if self.eval_split_models is not None:
+            if self.eval_split_models not in SPLIT_EVAL_REFERENCES:
+                problems.append(f"--eval_split_models must be one of {', '.join(SPLIT_EVAL_REFERENCES)}, "
+                                f"got '{self.eval_split_models}'")
+            if not self.auto_split_tflite_by_size:
+                problems.append("--eval_split_models needs --auto_split_tflite_by_size")
+        return problems
 
     @classmethod
     def from_kwargs(cls, **kwargs: object) -> "ConversionOptions":
@@ -76,6 +137,12 @@ class ConversionOptions:
         keep = norm.get("keep_ncw_or_nchw_or_ncdhw_input_names")
         if keep is not None and not isinstance(keep, tuple):
             norm["keep_ncw_or_nchw_or_ncdhw_input_names"] = tuple(keep)
+        allow = norm.get("flatbuffer_direct_custom_op_allowlist")
+        if allow is not None:
+            norm["flatbuffer_direct_custom_op_allowlist"] = parse_name_list(allow)
+        cind = norm.get("custom_input_op_name_np_data_path")
+        if cind is not None and not isinstance(cind, tuple):
+            norm["custom_input_op_name_np_data_path"] = tuple(tuple(e) for e in cind)
         return cls(**norm)
 
     def input_shape_overrides(self) -> dict[str, tuple[int, ...]]:
@@ -94,3 +161,36 @@ def parse_input_shape(spec: str) -> tuple[str, tuple[int, ...]]:
         raise ConversionError(Issue(Reason.INVALID_OPTION,
                                     f"--overwrite_input_shape dims must be integers, got '{spec}'")) from None
     return name, values
+
+
+def parse_name_list(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Normalize ``"A,B"`` or ``["A", "B"]`` (items may hold commas too) to ``("A", "B")``."""
+    items = [value] if isinstance(value, str) else list(value)
+    names = []
+    for item in items:
+        names.extend(n.strip() for n in str(item).split(","))
+    return tuple(n for n in names if n)
+
+
+def parse_custom_input(values: list[str] | tuple[str, ...]) -> tuple:
+    """Parse onnx2tf's ``-cind NAME NPY_PATH [MEAN STD]``; MEAN/STD are numbers or JSON lists.
+
+    E.g. ``["x", "x.npy", "[0.485,0.456,0.406]", "[0.229,0.224,0.225]"]``.
+    """
+    import json
+
+    if not 2 <= len(values) <= 4:
+        raise ConversionError(Issue(Reason.INVALID_OPTION,
+                                    f"--custom_input_op_name_np_data_path expects NAME NPY_PATH [MEAN STD], got "
+                                    f"{list(values)}"))
+    name, path, *rest = values
+    parsed = []
+    for text in rest:
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ConversionError(Issue(Reason.INVALID_OPTION,
+                                        f"--custom_input_op_name_np_data_path MEAN/STD must be a number or a "
+                                        f"list like [0.5,0.5,0.5], got '{text}'")) from None
+        parsed.append(tuple(value) if isinstance(value, list) else float(value))
+    return (name, path, *parsed)
