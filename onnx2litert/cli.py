@@ -29,6 +29,7 @@ from . import __version__
 from .errors import REASON_DESCRIPTIONS, ConversionError, Issue, Reason
 from .options import (BACKENDS, COMPARE_MODES, EVAL_TARGETS, QUANT_IO_DTYPES, QUANT_TYPES, SPLIT_EVAL_REFERENCES,
                       ConversionOptions, parse_input_shape, parse_name_list)
+from .split.sizes import parse_byte_size
 
 if TYPE_CHECKING:
     from .convert import ConversionResult
@@ -94,6 +95,21 @@ def _custom_inputs(entries: list[list[str]] | None) -> tuple[tuple, ...]:
             raise ConversionError(Issue(Reason.INVALID_OPTION, f"-cind {name}: {exc}")) from None
         result.append((name, path, *stats, *([None] * (2 - len(stats)))))
     return tuple(result)
+
+
+_DEFAULT_SPLIT_TARGET = 1_060_000_000
+_DEFAULT_SPLIT_MAX = 1_073_741_824
+
+
+def _byte_size(text: str) -> int:
+    """argparse type: a byte count, plain or with a KB/MB/GB suffix."""
+    try:
+        value = parse_byte_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size, got '{text}'")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,15 +189,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="clip activation ranges to the [100-P, P] percentiles (default: min/max)")
 
     split = parser.add_argument_group("splitting & large models")
-    split.add_argument("--auto_split_tflite_by_size", action="store_true",
-                       help="also split the float32 model into <stem>_0001.tflite, ... by size, with a plan "
-                            "and a manifest")
-    split.add_argument("--tflite_split_target_bytes", type=_positive_int, default=1_060_000_000, metavar="BYTES",
-                       help="target size of a split part (default 1060000000)")
-    split.add_argument("--tflite_split_max_bytes", type=_positive_int, default=1_073_741_824, metavar="BYTES",
-                       help="hard maximum size of a split part (default 1073741824)")
-    split.add_argument("--eval_split_models", choices=SPLIT_EVAL_REFERENCES, default=None,
-                       help="run the chained parts and compare with ONNX Runtime or the unsplit .tflite")
+    split.add_argument("--auto_split_tflite_by_size", "-easm", "--enable_auto_split_model",
+                       dest="auto_split_tflite_by_size", action="store_true",
+                       help="also split the float32 model into <stem>_0001.tflite, ... by size, with "
+                            "<stem>_split_plan.json and <stem>_split_manifest.json (-easm: onnx2tf's newer name)")
+    split.add_argument("--tflite_split_target_bytes", "-asms", "--auto_split_max_size",
+                       dest="tflite_split_target_bytes", type=_byte_size, default=None, metavar="SIZE",
+                       help="size a part aims for: bytes or 512KB/100MB/1GB (default 1060000000)")
+    split.add_argument("--tflite_split_max_bytes", type=_byte_size, default=None, metavar="SIZE",
+                       help="hard maximum size of a part (default 1073741824); a single op above it fails "
+                            "with split_impossible")
+    split.add_argument("--eval_split_models", nargs="?", const="onnx", default=None,
+                       choices=SPLIT_EVAL_REFERENCES,
+                       help="run the parts in sequence and compare with ONNX Runtime (default) or the unsplit "
+                            "float32 model; writes <stem>_split_accuracy_report.json (implies splitting)")
     split.add_argument("--tflite_external_buffers_threshold_bytes", type=int, default=2 ** 31 - 2 ** 26,
                        metavar="BYTES", help="constant bytes above which constants are stored after the "
                                              "flatbuffer (default just under 2 GiB; <= 0 forces it)")
@@ -235,9 +256,12 @@ def options_from_args(args: argparse.Namespace) -> ConversionOptions:
         custom_input_op_name_np_data_path=_custom_inputs(args.custom_input_op_name_np_data_path),
         calibration_num_samples=args.calibration_num_samples,
         calibration_percentile=args.calibration_percentile,
-        auto_split_tflite_by_size=args.auto_split_tflite_by_size,
-        tflite_split_target_bytes=args.tflite_split_target_bytes,
-        tflite_split_max_bytes=args.tflite_split_max_bytes,
+        auto_split_tflite_by_size=args.auto_split_tflite_by_size or args.eval_split_models is not None,
+        tflite_split_target_bytes=(args.tflite_split_target_bytes if args.tflite_split_target_bytes is not None
+                                   else _DEFAULT_SPLIT_TARGET),
+        # -asms alone above the default max raises the max with it (onnx2tf has only the one size)
+        tflite_split_max_bytes=(args.tflite_split_max_bytes if args.tflite_split_max_bytes is not None
+                                else max(_DEFAULT_SPLIT_MAX, args.tflite_split_target_bytes or 0)),
         eval_split_models=args.eval_split_models,
         tflite_external_buffers_threshold_bytes=args.tflite_external_buffers_threshold_bytes,
         flatbuffer_direct_allow_custom_ops=args.flatbuffer_direct_allow_custom_ops,

@@ -6,7 +6,6 @@ depends on hashing of Python objects or on time.
 """
 from __future__ import annotations
 
-import hashlib
 
 import flatbuffers
 import numpy as np
@@ -44,7 +43,7 @@ class _Tables:
 
     def __init__(self) -> None:
         self.buffers: list[_AlignedBuffer] = [_AlignedBuffer(None)]  # buffer 0 is the empty sentinel
-        self._buffer_index: dict[bytes, int] = {}
+        self._buffer_index: dict[tuple, list[int]] = {}
         self.opcodes: list[S.OperatorCodeT] = []
         self._opcode_index: dict[tuple, int] = {}
 
@@ -52,12 +51,14 @@ class _Tables:
         if data is None:
             return 0
         raw = np.ascontiguousarray(data).tobytes()
-        key = hashlib.sha256(raw).digest() + len(raw).to_bytes(8, "little")
-        idx = self._buffer_index.get(key)
-        if idx is None:
-            idx = len(self.buffers)
-            self.buffers.append(_AlignedBuffer(raw))
-            self._buffer_index[key] = idx
+        # Equal buffers are found by a cheap key plus a byte comparison (no hashing of every weight).
+        key = (len(raw), raw[:64], raw[-64:])
+        for idx in self._buffer_index.get(key, ()):
+            if self.buffers[idx].data == raw:
+                return idx
+        idx = len(self.buffers)
+        self.buffers.append(_AlignedBuffer(raw))
+        self._buffer_index.setdefault(key, []).append(idx)
         return idx
 
     def empty_buffer(self) -> int:
@@ -169,6 +170,8 @@ def export_model(model: Model) -> bytes:
         mt.metadata.append(md)
     mt.operatorCodes = tables.opcodes
     mt.buffers = tables.buffers
-    builder = flatbuffers.Builder(1024 * 1024)
+    # Pre-size the builder: growing it by doubling would copy every weight byte several times.
+    payload = sum(len(b.data) + _BUFFER_ALIGNMENT for b in tables.buffers if b.data)
+    builder = flatbuffers.Builder(payload + 4 * 1024 * 1024)
     builder.Finish(mt.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Callable
 
 import numpy as np
@@ -151,21 +150,33 @@ def _non_unit(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _const_key(t: Tensor) -> tuple:
+    """Cheap key (no data hashing): constants can only be equal within one bucket."""
     q = t.quantization
     qkey = None if q is None else (np.asarray(q.scale).tobytes(), np.asarray(q.zero_point).tobytes(), q.axis)
-    digest = hashlib.sha256(np.ascontiguousarray(t.data).tobytes()).digest()
-    return (t.dtype.str, t.shape, digest, qkey)
+    return (t.dtype.str, t.shape, qkey)
 
 
 def share_constants(sg: Subgraph) -> bool:
-    """Point every use of a constant at the first constant with the same dtype, shape and bytes."""
-    first: dict[tuple, Tensor] = {}
+    """Point every use of a constant at the first constant with the same dtype, shape and bytes.
+
+    Bytes are compared only between constants whose dtype and shape already match, so large
+    models with few look-alike weights never hash their weights.
+    """
+    buckets: dict[tuple, list[Tensor]] = {}
+    canonical: dict[int, Tensor] = {}
     changed = False
     for op in sg.operators:
         new_inputs = []
         for t in op.inputs:
             if t is not None and t.is_const:
-                canon = first.setdefault(_const_key(t), t)
+                if id(t) not in canonical:
+                    bucket = buckets.setdefault(_const_key(t), [])
+                    match = next((c for c in bucket if c is t or np.array_equal(c.data, t.data)), None)
+                    if match is None:
+                        bucket.append(t)
+                        match = t
+                    canonical[id(t)] = match
+                canon = canonical[id(t)]
                 if canon is not t:
                     t = canon
                     changed = True
