@@ -11,7 +11,8 @@ One round runs:
 4. fusions that need the optimizer's result: PAD into conv/pool padding, per-channel
    MUL/ADD (BatchNormalization) into conv/FC weights, then activations into producers
    (also through CONCATENATION), and a flattening RESHAPE into FULLY_CONNECTED;
-5. dead code elimination.
+5. quantized models: DEQUANTIZE -> float op -> QUANTIZE patterns become integer ops;
+6. dead code elimination.
 
 Rounds repeat until nothing changes (a fusion can enable another layout move and back).
 """
@@ -28,6 +29,7 @@ from .fold import eliminate_common_ops, fold_constants, share_constants
 from .fuse import fold_affine_into_producer, fold_pad_into_conv, fuse_activations, fuse_activations_through_concat
 from .graphutil import topo_sort
 from .layout import optimize_layout
+from .qdq import fold_qdq
 
 Pass = Callable[[Subgraph], bool]
 
@@ -47,6 +49,9 @@ ROUND: tuple[tuple[str, Pass], ...] = (
     ("fuse_activations", fuse_activations),
     ("fuse_activations_through_concat", fuse_activations_through_concat),
     ("drop_reshape_before_fully_connected", drop_reshape_before_fully_connected),
+    # After the layout pass (which moves transposes through QUANTIZE/DEQUANTIZE) and the float
+    # fusions: DEQUANTIZE -> float op -> QUANTIZE becomes the integer op.
+    ("fold_qdq", fold_qdq),
     ("remove_dead_ops", remove_dead_ops),
 )
 

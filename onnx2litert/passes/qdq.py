@@ -1,0 +1,464 @@
+"""Quantized ONNX (QDQ / QOperator) -> integer LiteRT ops.
+
+The quantized lowerings leave ``DEQUANTIZE -> float op -> QUANTIZE`` patterns whose float
+weights are exactly ``q * scale`` (see ``lower/ops/quantized.py``). This pass, run after the
+transpose optimizer, removes the float islands:
+
+1. internal uint8 tensors between QUANTIZE and DEQUANTIZE become int8 with the zero point
+   shifted by -128 (exact), because LiteRT's per-channel and XNNPACK kernels are int8;
+2. ``QUANTIZE(DEQUANTIZE(q))`` becomes ``q`` (same parameters) or one requantizing QUANTIZE;
+3. a DEQUANTIZE sinks through ops that only move or select values (RESHAPE, TRANSPOSE, PAD,
+   MAX_POOL_2D, SLICE, ...): ``f(dq(q)) == dq(f(q))`` exactly, so such ops run on integers;
+   likewise a QUANTIZE rises above them (``q(f(x)) == f(q(x))``);
+4. ``QUANTIZE(f(DEQUANTIZE(a), ...))`` becomes the integer ``f`` reading ``a`` and writing the
+   QUANTIZE's tensor: CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED (weights proven to be
+   symmetric int8 per tensor or per output channel, int32 bias with scale
+   in_scale * w_scale), ADD, SUB, MUL, MEAN, AVERAGE_POOL_2D, CONCATENATION, LOGISTIC, TANH,
+   SOFTMAX, HARD_SWISH, RELU, RELU6, LEAKY_RELU. Kernels with fixed output parameters
+   (LOGISTIC, TANH, SOFTMAX) or equal in/out parameters (AVERAGE_POOL_2D) get a requantizing
+   QUANTIZE after them when the model's parameters differ.
+
+Weights are only quantized when that is exact: a candidate scale must reproduce every float
+weight bit for bit, otherwise the op stays a float island (still correct, just slower).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from ..ir import Operator, Quantization, Subgraph, Tensor
+from .graphutil import Namer, activation, new_const
+
+_I8 = np.dtype(np.int8)
+_U8 = np.dtype(np.uint8)
+_F32 = np.dtype(np.float32)
+
+# Ops that only move, select or compare values: f(dequantize(q)) == dequantize(f(q)).
+# Value: the index of their data input.
+MOVABLE: dict[str, int] = {
+    "RESHAPE": 0, "TRANSPOSE": 0, "SQUEEZE": 0, "EXPAND_DIMS": 0, "PAD": 0, "PADV2": 0, "MAX_POOL_2D": 0,
+    "SLICE": 0, "STRIDED_SLICE": 0, "GATHER": 0, "SPLIT": 1, "SPLIT_V": 0, "DEPTH_TO_SPACE": 0,
+    "SPACE_TO_DEPTH": 0, "RESIZE_NEAREST_NEIGHBOR": 0, "REDUCE_MAX": 0, "TILE": 0, "BROADCAST_TO": 0,
+}
+# Integer kernels whose output parameters are fixed by LiteRT (int8 scale, zero point).
+_FIXED_OUTPUT = {"LOGISTIC": (1.0 / 256, -128), "SOFTMAX": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+_UNARY = frozenset({"LOGISTIC", "TANH", "SOFTMAX", "HARD_SWISH", "RELU", "RELU6", "LEAKY_RELU", "RELU_N1_TO_1"})
+_WEIGHTED = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}  # output-channel axis of the filter
+
+
+# -- small pure helpers ------------------------------------------------------------------------
+
+def _per_tensor(q: Quantization | None) -> bool:
+    return q is not None and np.asarray(q.scale).size == 1
+
+
+def _scale(q: Quantization) -> float:
+    return float(np.asarray(q.scale, np.float32).reshape(-1)[0])
+
+
+def _zp(q: Quantization) -> int:
+    return int(np.asarray(q.zero_point).reshape(-1)[0])
+
+
+def _same(a: Quantization | None, b: Quantization | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    sa, sb = np.asarray(a.scale, np.float32).reshape(-1), np.asarray(b.scale, np.float32).reshape(-1)
+    za, zb = np.asarray(a.zero_point).reshape(-1), np.asarray(b.zero_point).reshape(-1)
+    return sa.shape == sb.shape and bool(np.array_equal(sa, sb)) and bool(np.array_equal(za, zb)) \
+        and (sa.size == 1 or a.axis == b.axis)
+
+
+def _per_tensor_q(scale: float, zp: int) -> Quantization:
+    return Quantization(np.array([scale], np.float32), np.array([zp], np.int64), 0)
+
+
+def _shift_to_int8(q: Quantization) -> Quantization:
+    return Quantization(np.asarray(q.scale, np.float32).copy(), np.asarray(q.zero_point, np.int64) - 128, q.axis)
+
+
+def _candidate_scales(peak: float, count: int = 3) -> list[np.float32]:
+    """Scales near ``peak / 127`` (a few ulps either way): where a symmetric quantizer put it."""
+    out = []
+    for denom in (127.0, 128.0):
+        s = np.float32(np.float32(peak) / np.float32(denom))
+        out.append(s)
+        lo = hi = s
+        for _ in range(count):
+            lo, hi = np.nextafter(lo, np.float32(0)), np.nextafter(hi, np.float32(np.inf))
+            out.extend((lo, hi))
+    return out
+
+
+def _exact_symmetric(values: np.ndarray) -> tuple[np.ndarray, np.float32] | None:
+    """(int8 q, scale) with float32(q) * scale == values bit for bit and |q| <= 127, or None."""
+    peak = float(np.abs(values).max(initial=0.0))
+    if peak == 0.0:
+        return np.zeros(values.shape, _I8), np.float32(0)
+    for s in _candidate_scales(peak):
+        if not np.isfinite(s) or s <= 0:
+            continue
+        q = np.rint(values / s)
+        if np.abs(q).max() > 127:
+            continue
+        if np.array_equal((q.astype(np.float32) * s).astype(np.float32), values):
+            return q.astype(_I8), s
+    return None
+
+
+def recover_weights(w: np.ndarray, axis: int) -> tuple[np.ndarray, Quantization] | None:
+    """Prove float weights are symmetric int8 (per tensor, or per channel along ``axis``).
+
+    Returns the int8 weights and their parameters, or None when no exact int8 form is found.
+    """
+    w = np.asarray(w, np.float32)
+    whole = _exact_symmetric(w)
+    if whole is not None and whole[1] > 0:
+        return whole[0], _per_tensor_q(float(whole[1]), 0)
+    moved = np.moveaxis(w, axis, 0)
+    qs, scales = [], []
+    for c in range(moved.shape[0]):
+        found = _exact_symmetric(moved[c])
+        if found is None:
+            return None
+        qs.append(found[0])
+        scales.append(found[1])
+    scales_arr = np.asarray(scales, np.float32)
+    if not np.any(scales_arr > 0):
+        return None
+    # An all-zero channel may use any scale: take the largest one so its bias keeps its precision.
+    scales_arr[scales_arr == 0] = scales_arr.max()
+    q = np.moveaxis(np.stack(qs), 0, axis)
+    return q.astype(_I8), Quantization(scales_arr, np.zeros(scales_arr.size, np.int64), axis)
+
+
+def quantize_bias(b: np.ndarray, in_scale: float, w_q: Quantization) -> np.ndarray | None:
+    """int32 bias with scale in_scale * w_scale (per channel), or None when it does not fit."""
+    scale = np.float32(in_scale) * np.asarray(w_q.scale, np.float32)
+    q = np.rint(np.asarray(b, np.float64) / scale.astype(np.float64))
+    if np.abs(q).max(initial=0) >= 2 ** 31 - 1:
+        return None
+    return q.astype(np.int32)
+
+
+# -- graph state -------------------------------------------------------------------------------
+
+class _G:
+    """Producer/consumer maps, rebuilt after each rewrite (graphs here have ~1000 ops)."""
+
+    def __init__(self, sg: Subgraph):
+        self.sg = sg
+        self.namer = Namer(sg)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.prod: dict[int, Operator] = {}
+        self.cons: dict[int, list[Operator]] = defaultdict(list)
+        for op in self.sg.operators:
+            for t in op.outputs:
+                self.prod[id(t)] = op
+            for t in op.inputs:
+                if t is not None:
+                    self.cons[id(t)].append(op)
+        self.outputs = {id(t) for t in self.sg.outputs}
+        self.inputs = {id(t) for t in self.sg.inputs}
+
+    def producer(self, t: Tensor | None) -> Operator | None:
+        return None if t is None else self.prod.get(id(t))
+
+    def consumers(self, t: Tensor) -> list[Operator]:
+        return self.cons.get(id(t), [])
+
+    def is_io(self, t: Tensor) -> bool:
+        return id(t) in self.outputs or id(t) in self.inputs
+
+    def dq_source(self, t: Tensor | None) -> Tensor | None:
+        """The integer tensor ``t`` is the DEQUANTIZE of (per-tensor parameters only)."""
+        p = self.producer(t)
+        if p is None or p.opcode != "DEQUANTIZE":
+            return None
+        src = p.inputs[0]
+        return src if _per_tensor(src.quantization) and src.dtype in (_I8, _U8) else None
+
+    def tensor(self, hint: str, shape: tuple[int, ...], dtype: np.dtype, q: Quantization | None = None) -> Tensor:
+        return Tensor(self.namer(hint), shape, dtype, quantization=q)
+
+    def insert_before(self, anchor: Operator, ops: list[Operator]) -> None:
+        i = self.sg.operators.index(anchor)
+        self.sg.operators[i:i] = ops
+
+    def insert_after(self, anchor: Operator, ops: list[Operator]) -> None:
+        i = self.sg.operators.index(anchor) + 1
+        self.sg.operators[i:i] = ops
+
+    def drop_dead(self) -> None:
+        """Remove ops none of whose outputs is used (DEQUANTIZEs left behind by rewrites)."""
+        while True:
+            self.refresh()
+            dead = [op for op in self.sg.operators
+                    if all(not self.consumers(t) and id(t) not in self.outputs for t in op.outputs)]
+            if not dead:
+                return
+            ids = {id(op) for op in dead}
+            self.sg.operators = [op for op in self.sg.operators if id(op) not in ids]
+
+
+def _int8_view(g: _G, src: Tensor, anchor: Operator) -> Tensor:
+    """``src`` as an int8 tensor: uint8 graph inputs get an exact requantizing QUANTIZE."""
+    if src.dtype == _I8:
+        return src
+    for op in g.consumers(src):
+        if op.opcode == "QUANTIZE" and op.outputs[0].dtype == _I8 and \
+                _same(op.outputs[0].quantization, _shift_to_int8(src.quantization)):
+            if g.sg.operators.index(op) < g.sg.operators.index(anchor):
+                return op.outputs[0]
+    out = g.tensor(f"{src.name}/int8", src.shape, _I8, _shift_to_int8(src.quantization))
+    g.insert_before(anchor, [Operator("QUANTIZE", [src], [out], origin=anchor.origin)])
+    return out
+
+
+# -- 1. uint8 -> int8 --------------------------------------------------------------------------
+
+def _retype_uint8(g: _G) -> bool:
+    """Internal uint8 tensors written by QUANTIZE and read only by (DE)QUANTIZE become int8."""
+    changed = False
+    for op in g.sg.operators:
+        if op.opcode != "QUANTIZE":
+            continue
+        t = op.outputs[0]
+        if t.dtype != _U8 or t.quantization is None or g.is_io(t):
+            continue
+        if not all(c.opcode in ("DEQUANTIZE", "QUANTIZE") for c in g.consumers(t)):
+            continue
+        t.dtype = _I8
+        t.quantization = _shift_to_int8(t.quantization)
+        changed = True
+    return changed
+
+
+# -- 2. QUANTIZE(DEQUANTIZE(q)) ----------------------------------------------------------------
+
+def _fold_requantize(g: _G, op: Operator) -> bool:
+    src = g.dq_source(op.inputs[0])
+    y = op.outputs[0]
+    if src is None or not _per_tensor(y.quantization):
+        return False
+    if src.dtype == y.dtype and _same(src.quantization, y.quantization) and not g.is_io(y):
+        g.sg.operators.remove(op)
+        g.sg.replace_uses(y, src)
+        return True
+    if op.inputs[0] is src:
+        return False
+    op.inputs = [src]  # one requantizing QUANTIZE (int8/uint8 -> int8/uint8)
+    return True
+
+
+# -- 3. sink DEQUANTIZE through value-moving ops -----------------------------------------------
+
+def _sink(g: _G, op: Operator) -> bool:
+    idx = MOVABLE[op.opcode]
+    if idx >= len(op.inputs):
+        return False
+    src = g.dq_source(op.inputs[idx])
+    if src is None or any(o.dtype != _F32 for o in op.outputs):
+        return False
+    inputs = list(op.inputs)
+    if op.opcode == "PADV2":
+        fill = inputs[2]
+        if fill is None or not fill.is_const or fill.size != 1:
+            return False
+        value = float(fill.data.reshape(-1)[0])
+        lo, hi = np.iinfo(src.dtype).min, np.iinfo(src.dtype).max
+        if value <= np.finfo(np.float32).min and all(c.opcode == "MAX_POOL_2D" for c in g.consumers(op.outputs[0])):
+            qv = lo  # "minus infinity" padding for a max pool: the lowest integer never wins either
+        else:
+            s, z = _scale(src.quantization), _zp(src.quantization)
+            qv = int(np.clip(np.rint(value / s) + z, lo, hi))
+            if np.float32((qv - z) * np.float32(s)) != np.float32(value):
+                return False
+        inputs[2] = new_const(g.namer(f"{fill.name}/quantized"), np.array([qv], src.dtype).reshape(fill.shape),
+                              src.dtype, src.quantization)
+    if op.opcode == "CONCATENATION" or activation(op) != "NONE":
+        return False
+    inputs[idx] = src
+    new_outs, dqs = [], []
+    for o in op.outputs:
+        t = g.tensor(f"{o.name}/q", o.shape, src.dtype, src.quantization)
+        new_outs.append(t)
+        dqs.append(Operator("DEQUANTIZE", [t], [o], origin=op.origin))
+    op.inputs, op.outputs = inputs, new_outs
+    g.insert_after(op, dqs)
+    return True
+
+
+def _hoist(g: _G, quant: Operator) -> bool:
+    """QUANTIZE(f(x)) -> f(QUANTIZE(x)) for a value-moving ``f`` (exact: QUANTIZE is monotonic
+    and maps the zero PAD adds to the zero point LiteRT's integer PAD adds)."""
+    y, target = quant.inputs[0], quant.outputs[0]
+    op = g.producer(y)
+    if op is None or op.opcode not in MOVABLE or op.opcode == "PADV2" or len(op.outputs) != 1:
+        return False
+    idx = MOVABLE[op.opcode]
+    x = op.inputs[idx] if idx < len(op.inputs) else None
+    if x is None or x.is_const or x.dtype != _F32 or activation(op) != "NONE" or g.is_io(y):
+        return False
+    if len(g.consumers(y)) != 1 or op.opcode == "TRANSPOSE" and not _per_tensor(target.quantization):
+        return False
+    t = g.tensor(f"{x.name}/quantized", x.shape, target.dtype, target.quantization)
+    g.insert_before(op, [Operator("QUANTIZE", [x], [t], origin=quant.origin)])
+    inputs = list(op.inputs)
+    inputs[idx] = t
+    op.inputs, op.outputs = inputs, [target]
+    g.sg.operators.remove(quant)
+    return True
+
+
+# -- 4. integer compute ops --------------------------------------------------------------------
+
+def _single_quantize_user(g: _G, y: Tensor) -> Operator | None:
+    """The QUANTIZE that is ``y``'s only use (per-tensor, int8/uint8), or None."""
+    users = g.consumers(y)
+    if len(users) != 1 or id(y) in g.outputs:
+        return None
+    q = users[0]
+    if q.opcode != "QUANTIZE" or sum(1 for t in q.inputs if t is y) != 1:
+        return None
+    out = q.outputs[0]
+    return q if _per_tensor(out.quantization) and out.dtype in (_I8, _U8) else None
+
+
+def _activations(g: _G, op: Operator, indices: list[int], anchor: Operator) -> list[Tensor] | None:
+    srcs = []
+    for i in indices:
+        src = g.dq_source(op.inputs[i]) if i < len(op.inputs) else None
+        if src is None:
+            return None
+        srcs.append(src)
+    return [_int8_view(g, s, anchor) for s in srcs]
+
+
+def _weighted_inputs(g: _G, op: Operator, x: Tensor) -> list[Tensor | None] | None:
+    """[x, int8 filter, int32 bias] for CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED."""
+    w = op.inputs[1]
+    b = op.inputs[2] if len(op.inputs) > 2 else None
+    if w is None or not w.is_const or w.dtype != _F32 or w.quantization is not None:
+        return None
+    if b is not None and (not b.is_const or b.dtype != _F32):
+        return None
+    if op.opcode == "FULLY_CONNECTED" and op.options.get("weightsFormat", "DEFAULT") not in (0, "DEFAULT"):
+        return None
+    found = recover_weights(w.data, _WEIGHTED[op.opcode])
+    if found is None:
+        return None
+    wq_data, wq = found
+    wt = new_const(g.namer(f"{w.name}/int8"), wq_data, _I8, wq)
+    channels = w.shape[_WEIGHTED[op.opcode]]
+    in_scale = _scale(x.quantization)
+    bias_values = np.zeros(channels, np.float32) if b is None else b.data.reshape(-1)
+    if bias_values.size != channels:
+        return None
+    bq = quantize_bias(bias_values, in_scale, wq)
+    if bq is None:
+        return None
+    bias_scale = (np.float32(in_scale) * np.asarray(wq.scale, np.float32)).astype(np.float32)
+    b_name = b.name if b is not None else f"{op.outputs[0].name}/bias"
+    bt = new_const(g.namer(f"{b_name}/int32"), bq, np.int32,
+                   Quantization(bias_scale, np.zeros(bias_scale.size, np.int64), 0))
+    return [x, wt, bt]
+
+
+def _integerize(g: _G, op: Operator) -> bool:
+    if len(op.outputs) != 1 or op.outputs[0].dtype != _F32:
+        return False
+    quant = _single_quantize_user(g, op.outputs[0])
+    if quant is None:
+        return False
+    code = op.opcode
+    if code in _WEIGHTED:
+        acts = _activations(g, op, [0], op)
+        if acts is None:
+            return False
+        new_inputs = _weighted_inputs(g, op, acts[0])
+    elif code in ("ADD", "SUB", "MUL"):
+        acts = _activations(g, op, [0, 1], op)
+        new_inputs = acts
+    elif code in ("MEAN", "AVERAGE_POOL_2D") or code in _UNARY:
+        acts = _activations(g, op, [0], op)
+        new_inputs = None if acts is None else [acts[0], *op.inputs[1:]]
+    elif code == "CONCATENATION":
+        if activation(op) != "NONE":
+            return False
+        acts = _activations(g, op, list(range(len(op.inputs))), op)
+        new_inputs = acts
+    else:
+        return False
+    if new_inputs is None:
+        return False
+    _rewrite(g, op, quant, new_inputs)
+    return True
+
+
+def _rewrite(g: _G, op: Operator, quant: Operator, new_inputs: list[Tensor | None]) -> None:
+    """Make ``op`` integer on ``new_inputs``, writing ``quant``'s output (requantized if needed)."""
+    target = quant.outputs[0]
+    code = op.opcode
+    # The tensor the integer kernel writes: its parameters must suit the kernel.
+    if code in _FIXED_OUTPUT:
+        scale, zp = _FIXED_OUTPUT[code]
+        kernel_q = _per_tensor_q(scale, zp)
+    elif code == "AVERAGE_POOL_2D":
+        kernel_q = new_inputs[0].quantization
+    else:
+        kernel_q = target.quantization if target.dtype == _I8 else _shift_to_int8(target.quantization)
+    if target.dtype == _I8 and _same(kernel_q, target.quantization):
+        out = target
+        after: list[Operator] = []
+    else:
+        out = g.tensor(f"{target.name}/int8", target.shape, _I8, kernel_q)
+        after = [Operator("QUANTIZE", [out], [target], origin=op.origin)]
+    if code == "CONCATENATION":
+        # XNNPACK (and LiteRT's own converter) want every input on the output's parameters.
+        before = []
+        for i, t in enumerate(new_inputs):
+            if t is not None and not _same(t.quantization, kernel_q):
+                r = g.tensor(f"{t.name}/requantized", t.shape, _I8, kernel_q)
+                before.append(Operator("QUANTIZE", [t], [r], origin=op.origin))
+                new_inputs[i] = r
+        g.insert_before(op, before)
+    op.inputs = list(new_inputs)
+    op.outputs = [out]
+    g.sg.operators.remove(quant)
+    g.insert_after(op, after)
+
+
+# -- driver ------------------------------------------------------------------------------------
+
+def fold_qdq(sg: Subgraph, max_sweeps: int = 64) -> bool:
+    """Turn quantize/dequantize patterns in ``sg`` into integer ops; True when anything changed."""
+    if not any(op.opcode in ("QUANTIZE", "DEQUANTIZE") for op in sg.operators):
+        return False
+    g = _G(sg)
+    changed = _retype_uint8(g)
+    for _ in range(max_sweeps):
+        progress = False
+        alive = {id(op) for op in sg.operators}
+        for op in list(sg.operators):
+            if id(op) not in alive:
+                continue
+            if op.opcode == "QUANTIZE":
+                done = _fold_requantize(g, op) or _hoist(g, op)
+            elif op.opcode in MOVABLE:
+                done = _sink(g, op)
+            else:
+                done = _integerize(g, op)
+            if done:
+                progress = True
+                g.drop_dead()  # also refreshes the maps
+                alive = {id(o) for o in sg.operators}
+        if not progress:
+            break
+        changed = True
+        if _retype_uint8(g):
+            g.refresh()
+    return changed
