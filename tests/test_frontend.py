@@ -374,3 +374,123 @@ def test_model_proto_not_mutated() -> None:
     before = model.SerializeToString()
     onnx2litert.convert(model, batch_size=2)
     assert model.SerializeToString() == before
+
+
+# --- If with a constant condition -----------------------------------------------------------
+
+def _rank_check_if_model(threshold: int, else_returns_outer: bool, opset: int = 17) -> onnx.ModelProto:
+    """The torch exporter's pattern: If(Size(Shape(x)) > threshold) picks a reshape or x itself.
+
+    then: y = Reshape(x * k, [-1]) with a branch initializer k; else: x + 1, or x itself
+    (an outer-scope value, through Identity as torch exports it) when ``else_returns_outer``.
+    """
+    then_g = helper.make_graph(
+        [helper.make_node("Mul", ["x", "k"], ["m"]),
+         helper.make_node("Reshape", ["m", "flat"], ["t_out"])],
+        "then", [], [helper.make_tensor_value_info("t_out", TensorProto.FLOAT, [24])],
+        [numpy_helper.from_array(np.array(3.0, np.float32), "k"),
+         numpy_helper.from_array(np.array([-1], np.int64), "flat")])
+    if else_returns_outer:
+        else_g = helper.make_graph([helper.make_node("Identity", ["x"], ["x_copy"])], "else", [],
+                                   [helper.make_tensor_value_info("x_copy", TensorProto.FLOAT, [2, 3, 4])])
+    else:
+        else_g = helper.make_graph(
+            [helper.make_node("Add", ["x", "one"], ["e_out"])], "else", [],
+            [helper.make_tensor_value_info("e_out", TensorProto.FLOAT, [2, 3, 4])],
+            [numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    nodes = [helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Size", ["shape"], ["rank"]),
+             helper.make_node("Greater", ["rank", "thr"], ["cond"]),
+             helper.make_node("If", ["cond"], ["picked"], name="check", then_branch=then_g, else_branch=else_g),
+             helper.make_node("Relu", ["picked"], ["y"])]
+    out_shape = [24] if 3 > threshold else [2, 3, 4]
+    return make_model(nodes, [("x", np.float32, [2, 3, 4])], [("y", np.float32, out_shape)],
+                      {"thr": np.array(threshold, np.int64)}, opset)
+
+
+@pytest.mark.parametrize("threshold,else_returns_outer", [(2, False), (5, False), (5, True), (2, True)])
+def test_if_with_constant_condition_is_inlined(threshold: int, else_returns_outer: bool) -> None:
+    model = _rank_check_if_model(threshold, else_returns_outer)
+    prepared = _prepared(model)
+    assert "If" not in [n.op_type for n in prepared.nodes]
+    result = check_model(model)
+    assert result is not None
+
+
+def test_if_inlining_renames_branch_locals_apart_from_outer_names() -> None:
+    """Both Ifs use the same branch-local names; inlined, they must not collide."""
+    def branch(scale: float) -> onnx.GraphProto:
+        return helper.make_graph([helper.make_node("Mul", ["x", "k"], ["out"])], "b", [],
+                                 [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 3])],
+                                 [numpy_helper.from_array(np.array(scale, np.float32), "k")])
+    nodes = [helper.make_node("If", ["c"], ["a"], then_branch=branch(2.0), else_branch=branch(5.0)),
+             helper.make_node("If", ["c"], ["b"], then_branch=branch(3.0), else_branch=branch(7.0)),
+             helper.make_node("Sub", ["a", "b"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [2, 3])], [("y", np.float32, [2, 3])],
+                       {"c": np.array([True])})
+    assert "If" not in [n.op_type for n in _prepared(model).nodes]
+    check_model(model)
+
+
+def test_if_branch_returning_its_initializer() -> None:
+    """A branch output that no branch node produces is copied into the If output."""
+    body = helper.make_graph([], "b", [], [helper.make_tensor_value_info("k", TensorProto.FLOAT, [2, 3])],
+                             [numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "k")])
+    other = helper.make_graph([helper.make_node("Tanh", ["x"], ["t"])], "o", [],
+                              [helper.make_tensor_value_info("t", TensorProto.FLOAT, [2, 3])])
+    nodes = [helper.make_node("If", ["c"], ["p"], then_branch=body, else_branch=other),
+             helper.make_node("Add", ["p", "x"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [2, 3])], [("y", np.float32, [2, 3])], {"c": np.array(True)})
+    check_model(model)
+
+
+def test_nested_constant_ifs_are_inlined() -> None:
+    """The inner If reads a value local to the outer branch; inlining must rename that read too."""
+    def body(op: str, inp: str, out: str, name: str) -> onnx.GraphProto:
+        return helper.make_graph([helper.make_node(op, [inp], [out])], name, [],
+                                 [helper.make_tensor_value_info(out, TensorProto.FLOAT, [2, 3])])
+    outer_then = helper.make_graph(
+        [helper.make_node("Neg", ["x"], ["h"]),
+         helper.make_node("If", ["c2"], ["i_out"], then_branch=body("Exp", "h", "n", "inner_then"),
+                          else_branch=body("Abs", "h", "ab", "inner_else"))], "outer_then", [],
+        [helper.make_tensor_value_info("i_out", TensorProto.FLOAT, [2, 3])])
+    nodes = [helper.make_node("If", ["c1"], ["o"], then_branch=outer_then,
+                              else_branch=body("Sigmoid", "x", "ex", "outer_else")),
+             helper.make_node("Mul", ["o", "x"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [2, 3])], [("y", np.float32, [2, 3])],
+                       {"c1": np.array(True), "c2": np.array(False)})
+    assert [n.op_type for n in _prepared(model).nodes] == ["Neg", "Abs", "Mul"]
+    check_model(model)
+
+
+def test_if_with_run_time_condition_is_unsupported() -> None:
+    then_g = helper.make_graph([helper.make_node("Neg", ["x"], ["n"])], "t", [],
+                               [helper.make_tensor_value_info("n", TensorProto.FLOAT, [2, 3])])
+    else_g = helper.make_graph([helper.make_node("Abs", ["x"], ["a"])], "e", [],
+                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3])])
+    nodes = [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+             helper.make_node("Greater", ["s", "zero"], ["cond"]),
+             helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g)]
+    model = make_model(nodes, [("x", np.float32, [2, 3])], [("y", np.float32, [2, 3])],
+                       {"zero": np.array(0.0, np.float32)})
+    expect_failure(model, "custom_op_candidate_disabled")  # a run-time If has no builtin lowering
+
+
+# --- shape inference gaps -------------------------------------------------------------------
+
+@pytest.mark.parametrize("opset", [21, 22])  # GroupNormalization-18 is deprecated
+def test_shapes_known_after_group_normalization(opset: int) -> None:
+    """ONNX infers no shape for GroupNormalization: the frontend must, or the Conv after it fails."""
+    c, groups = 4, 2
+    rng = np.random.default_rng(1)
+    inits = {"s": rng.standard_normal(c).astype(np.float32),  # per channel since opset 21
+             "b": rng.standard_normal(c).astype(np.float32),
+             "w": rng.standard_normal((3, c, 3, 3)).astype(np.float32)}
+    nodes = [helper.make_node("GroupNormalization", ["x", "s", "b"], ["g"], num_groups=groups, epsilon=1e-5),
+             helper.make_node("Conv", ["g", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [1, c, 5, 5])], [("y", np.float32, [1, 3, 5, 5])], inits, opset)
+    prepared = _prepared(model)
+    assert prepared.shapes["g"] == (1, c, 5, 5)
+    assert prepared.shapes["c"] == (1, 3, 5, 5)
+    check_model(model)

@@ -1,7 +1,8 @@
 """Frontend: from a loaded ONNX model to a graph whose shapes and constants are known.
 
 Steps: opset check, user-fixed input dims, topological order check, Identity/Dropout
-removal, then ONNX shape inference and constant folding repeated until nothing changes.
+removal, then ONNX shape inference, constant folding and inlining of ``If`` nodes whose
+condition folded to a constant, repeated until nothing changes.
 
 Weights live only in ``PreparedGraph.constants`` (numpy); ``PreparedGraph.model`` is the
 graph skeleton without initializers. Shape inference runs on a light copy in which large
@@ -18,6 +19,7 @@ from onnx import helper, numpy_helper
 
 from ..errors import ConversionError, Issue, Reason
 from ..options import ConversionOptions
+from .control import inline_constant_ifs
 from .fold import fold_constants, node_subgraph_inputs
 from .load import copy_fields, default_opset, load_graph
 
@@ -29,6 +31,10 @@ _INFER_VALUE_ELEMENTS = 4096
 # Constant folding is repeated while it changes something (shapes found by re-inference
 # can make Shape nodes foldable); a bound keeps pathological graphs finite.
 _MAX_FOLD_ROUNDS = 8
+# Ops ONNX shape inference has no function for (their schema only has a context-dependent
+# function body, which inference does not expand) although output 0 has input 0's type and
+# shape: for inference they stand in as Identity, so the shapes after them stay known.
+_SAME_AS_INPUT0 = {"GroupNormalization"}
 
 
 @dataclass
@@ -63,7 +69,10 @@ def prepare(source: str | os.PathLike | bytes | onnx.ModelProto, options: Conver
     original_nodes = _remove_passthrough_nodes(model, constants)
     shapes, dtypes = _infer(model, constants)
     for _ in range(_MAX_FOLD_ROUNDS):
-        if not fold_constants(model, constants, shapes, dtypes, opset):
+        folded = fold_constants(model, constants, shapes, dtypes, opset)
+        # An If whose condition just folded to a constant becomes its chosen branch.
+        inlined = inline_constant_ifs(model, constants)
+        if not (folded or inlined):
             break
         shapes, dtypes = _infer(model, constants)
     _drop_unused_initializers(model, constants, original_nodes)
@@ -306,6 +315,12 @@ def _inference_model(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -
     for out in g.output:
         if out.type.HasField("tensor_type"):
             out.type.tensor_type.ClearField("shape")
+    for node in g.node:
+        if node.op_type in _SAME_AS_INPUT0 and node.domain in ("", "ai.onnx") and node.input:
+            node.op_type = "Identity"
+            del node.input[1:]
+            del node.output[1:]
+            del node.attribute[:]
     declared = {i.name for i in model.graph.input}
     for name, value in constants.items():
         if value.size <= _INFER_VALUE_ELEMENTS and value.dtype != object:
