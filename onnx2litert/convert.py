@@ -23,7 +23,9 @@ from .passes import run_passes
 from .quantize import (collect_ranges, load_samples, quantize_integer, ranges_by_position, to_dynamic_range,
                        to_float16_weights)
 from .report import op_coverage_report
-from .split.large_export import export_model_auto
+from .export.deferred import float16_weights_deferred
+from .export.flatbuffer import FileImage
+from .split.large_export import IN_MEMORY_LIMIT, constant_bytes, prepare_export
 from .split.pipeline import run_split, threshold_error
 
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
@@ -31,7 +33,14 @@ ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
 @dataclass
 class ConversionResult:
-    """What a conversion produced: artifacts, reports, the I/O layout mapping, timings."""
+    """What a conversion produced: artifacts, reports, the I/O layout mapping, timings.
+
+    ``artifacts`` (variant -> bytes) and ``split_parts`` (file name -> bytes) hold every file
+    when no output folder is given. With an output folder, files larger than
+    ``onnx2litert.split.large_export.IN_MEMORY_LIMIT`` (256 MiB; e.g. a model with external
+    buffers past 2 GiB) are streamed to disk and are *absent* there: ``paths`` always has
+    every file written (``"float32"``, ``"float16"``, ``"split_0001"``...).
+    """
 
     stem: str
     artifacts: dict[str, bytes] = field(default_factory=dict)
@@ -79,7 +88,9 @@ def _options_summary(opts: ConversionOptions) -> dict:
     return {"tflite_backend": opts.tflite_backend, "batch_size": opts.batch_size,
             "overwrite_input_shape": {k: list(v) for k, v in opts.overwrite_input_shape},
             "keep_ncw_or_nchw_or_ncdhw_input_names": list(opts.keep_ncw_or_nchw_or_ncdhw_input_names),
-            "keep_all_inputs_layout": opts.keep_all_inputs_layout}
+            "keep_all_inputs_layout": opts.keep_all_inputs_layout,
+            "flatbuffer_direct_allow_custom_ops": opts.flatbuffer_direct_allow_custom_ops,
+            "flatbuffer_direct_custom_op_allowlist": list(opts.flatbuffer_direct_custom_op_allowlist)}
 
 
 def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionResult:
@@ -125,11 +136,17 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
     result.op_counts = dict(sorted(Counter(op.opcode for op in model.main.operators).items()))
 
     t0 = time.perf_counter()
-    # Past ~2 GB of constants the float variants store them after the flatbuffer.
-    result.artifacts["float32"] = export_model_auto(model, opts.tflite_external_buffers_threshold_bytes)
+    # Past ~2 GB of constants the float variants store them after the flatbuffer. Files are
+    # laid out first and streamed; big ones never exist as one bytes object.
+    threshold = opts.tflite_external_buffers_threshold_bytes
+    _emit(result, "float32", prepare_export(model, threshold), out_dir)
     if opts.output_float16:
-        result.artifacts["float16"] = export_model_auto(to_float16_weights(model),
-                                                        opts.tflite_external_buffers_threshold_bytes)
+        # A large model's fp16 weights are converted chunk by chunk while being written,
+        # instead of holding a second (half-size) copy of every weight.
+        large = constant_bytes(model) > IN_MEMORY_LIMIT
+        fp16 = float16_weights_deferred(model) if large else to_float16_weights(model)
+        _emit(result, "float16", prepare_export(fp16, threshold), out_dir)
+        del fp16
     result.timings["export_s"] = time.perf_counter() - t0
     failed: dict[str, ConversionError] = {}
     if opts.output_dynamic_range_quantized_tflite or opts.output_integer_quantized_tflite:
@@ -139,7 +156,8 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
 
     if out_dir is not None:
         for variant, data in result.artifacts.items():
-            result.paths[variant] = _write_atomic(out_dir / f"{result.stem}_{variant}.tflite", data)
+            if variant not in result.paths:
+                result.paths[variant] = _write_atomic(out_dir / f"{result.stem}_{variant}.tflite", data)
 
     if opts.auto_split_tflite_by_size:
         _split(source, prepared, model, opts, result, out_dir)
@@ -149,6 +167,19 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
             raise failed[opts.eval_target_tflite]
         _evaluate(source, prepared, opts, result, out_dir)
     return result
+
+
+def _emit(result: ConversionResult, variant: str, image: FileImage, out_dir: Path | None) -> None:
+    """Keep a float variant as bytes, or stream it to the output folder when it is large."""
+    if out_dir is None or image.size <= IN_MEMORY_LIMIT:
+        result.artifacts[variant] = image.to_bytes()
+        return
+    result.paths[variant] = image.write_file(out_dir / f"{result.stem}_{variant}.tflite")
+
+
+def _artifact(result: ConversionResult, variant: str) -> bytes | str:
+    """A produced variant as bytes, or the path of its file when it was only streamed to disk."""
+    return result.artifacts[variant] if variant in result.artifacts else result.paths[variant]
 
 
 _INTEGER_VARIANTS = (  # (artifact, activation dtype, integer I/O)
@@ -182,7 +213,10 @@ def _quantized_variants(model, prepared: PreparedGraph, opts: ConversionOptions,
                                      custom_inputs=opts.custom_input_op_name_np_data_path,
                                      num_samples=opts.calibration_num_samples, channels_last=channels_last)
     result.warnings.extend(messages)
-    ranges = collect_ranges(model, result.artifacts["float32"], samples, result.io_layout,
+    float32 = _artifact(result, "float32")
+    if not isinstance(float32, bytes):
+        float32 = Path(float32).read_bytes()  # calibration needs the bytes of the float model
+    ranges = collect_ranges(model, float32, samples, result.io_layout,
                             opts.calibration_percentile)
     positions = ranges_by_position(model, ranges)
     qreport["calibration"] = {"num_samples": len(samples), "synthetic": bool(messages),
@@ -209,7 +243,7 @@ def _split(source: ModelSource, prepared: PreparedGraph, model, opts: Conversion
     t0 = time.perf_counter()
     specs = [(n, tuple(prepared.shapes[n]), prepared.dtypes.get(n, np.dtype(np.float32))) for n in prepared.inputs]
     run = run_split(model, result.stem, result.io_layout, opts, source=source, input_specs=specs,
-                    unsplit_tflite=result.artifacts["float32"])
+                    unsplit_tflite=_artifact(result, "float32"), out_dir=out_dir)
     result.split_parts = dict(run.output.parts)
     result.reports["split_plan"] = run.output.plan
     if run.output.manifest is not None:
@@ -218,8 +252,8 @@ def _split(source: ModelSource, prepared: PreparedGraph, model, opts: Conversion
         result.reports["split_accuracy"] = run.accuracy
     result.timings["split_s"] = time.perf_counter() - t0
     if out_dir is not None:
-        for name, data in run.output.parts.items():
-            result.paths[f"split_{Path(name).stem[-4:]}"] = _write_atomic(out_dir / name, data)
+        for name, path in run.paths.items():
+            result.paths[f"split_{Path(name).stem[-4:]}"] = path
         for key, suffix in (("split_plan", "split_plan"), ("split_manifest", "split_manifest"),
                             ("split_accuracy", "split_accuracy_report")):
             if key in result.reports:
@@ -232,7 +266,7 @@ def _evaluate(source: ModelSource, prepared: PreparedGraph, opts: ConversionOpti
               result: ConversionResult, out_dir: Path | None) -> None:
     t0 = time.perf_counter()
     target = opts.eval_target_tflite
-    if target not in result.artifacts:
+    if target not in result.artifacts and target not in result.paths:
         raise ConversionError(Issue(Reason.INVALID_OPTION, f"--eval_target_tflite {target} was not produced"))
     onnx_src: str | bytes
     if isinstance(source, onnx.ModelProto):
@@ -242,7 +276,7 @@ def _evaluate(source: ModelSource, prepared: PreparedGraph, opts: ConversionOpti
     else:
         onnx_src = str(source)
     specs = [(n, tuple(prepared.shapes[n]), prepared.dtypes.get(n, np.dtype(np.float32))) for n in prepared.inputs]
-    report = evaluate_against_onnx(onnx_src, result.artifacts[target], specs,
+    report = evaluate_against_onnx(onnx_src, _artifact(result, target), specs,
                                    num_samples=opts.eval_num_samples, seed=opts.eval_seed,
                                    cosine_threshold=opts.eval_cosine_threshold,
                                    max_abs_threshold=opts.eval_max_abs_threshold, target=target,

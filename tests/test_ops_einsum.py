@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import onnx2litert
-from onnx2litert.lower.ops.matmul import parse_einsum
+from onnx2litert.lower.ops.matmul import diagonal_step, parse_einsum
 from tests.helpers import check_model, expect_failure, single_op_model
 
 F32 = np.float32
@@ -112,10 +112,61 @@ def test_einsum_opset_ends():
     check_model(einsum_model("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)], opset=21))
 
 
-@pytest.mark.parametrize("equation,shapes", [("ii->i", [(3, 3)]), ("ii->", [(3, 3)]), ("ii", [(3, 3)]),
-                                             ("bii,bj->bj", [(2, 3, 3), (2, 4)])])
-def test_einsum_diagonal_fails(equation, shapes):
-    expect_failure(einsum_model(equation, shapes), "unsupported_attribute_value")
+DIAGONAL_CASES = [
+    ("ii->i", [(3, 3)]),
+    ("ii->", [(3, 3)]),
+    ("ii", [(3, 3)]),                       # implicit output: trace
+    ("bhss->bhs", [(2, 2, 3, 3)]),
+    ("bhss->bh", [(2, 2, 3, 3)]),
+    ("bii,bj->bj", [(2, 3, 3), (2, 4)]),
+    ("bii,bi->bi", [(2, 3, 3), (2, 3)]),
+    ("iij->ij", [(3, 3, 4)]),
+    ("iji->ij", [(3, 4, 3)]),               # repeated axes not adjacent: TRANSPOSE first
+    ("jii->ji", [(4, 3, 3)]),
+    ("iii->i", [(3, 3, 3)]),
+    ("ijij->ij", [(2, 3, 2, 3)]),           # two repeated labels
+    ("ij,jj->i", [(3, 4), (4, 4)]),
+    ("ii,jj->ij", [(3, 3), (4, 4)]),
+    ("...ii->...i", [(2, 3, 3)]),
+    ("bhqd,bhkd,bhqq->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4), (1, 2, 3, 3)]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", DIAGONAL_CASES, ids=[c[0] for c in DIAGONAL_CASES])
+def test_einsum_diagonal(equation, shapes):
+    check_model(einsum_model(equation, shapes))
+
+
+@pytest.mark.parametrize("equation,shapes,const", [("ii,ij->j", [(3, 3), (3, 4)], (0,)),
+                                                   ("ij,jj->i", [(3, 4), (4, 4)], (1,))])
+def test_einsum_diagonal_constant(equation, shapes, const):
+    """A constant operand's diagonal is taken at conversion time."""
+    model = einsum_model(equation, shapes, const)
+    check_model(model)
+    assert "GATHER" not in lowered_ops(model)
+
+
+def test_einsum_diagonal_structure():
+    """Adjacent repeated axes: RESHAPE + GATHER, no TRANSPOSE; otherwise a TRANSPOSE brings them together."""
+    assert lowered_ops(einsum_model("bhss->bhs", [(2, 2, 3, 3)])) == {"RESHAPE": 1, "GATHER": 1}
+    assert lowered_ops(einsum_model("iji->ij", [(3, 4, 3)])) == {"TRANSPOSE": 1, "RESHAPE": 1, "GATHER": 1}
+
+
+def test_diagonal_step():
+    step = diagonal_step(("b", "i", "j", "i"), (2, 3, 4, 3))
+    assert step.perm == (0, 1, 3, 2) and step.merged_shape == (2, 9, 4) and step.axis == 1
+    assert step.indices.tolist() == [0, 4, 8] and step.labels == ("b", "i", "j")
+    step = diagonal_step(("i", "i", "i"), (2, 2, 2))
+    assert step.perm is None and step.merged_shape == (8,) and step.indices.tolist() == [0, 7]
+    assert diagonal_step(("i", "j"), (2, 3)) is None
+    x = _rand((2, 3, 4, 3))
+    data = np.take(np.transpose(x, (0, 1, 3, 2)).reshape(2, 9, 4), [0, 4, 8], axis=1)
+    np.testing.assert_array_equal(data, np.einsum("biji->bij", x))
+
+
+def test_einsum_diagonal_size_mismatch_fails():
+    model = single_op_model("Einsum", [("x0", F32, [3, 4])], [3], equation="ii->i")
+    expect_failure(model, "unsupported_attribute_value")
 
 
 def test_einsum_int_fails():

@@ -4,9 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from onnx import helper
+
 import onnx2litert
-from onnx2litert.lower.ops.matmul import is_per_column, merge_batch_dims
-from tests.helpers import check_model, expect_failure, single_op_model
+from onnx2litert.export.schema import S
+from onnx2litert.ir import Operator, Tensor
+from onnx2litert.lower.ops.matmul import is_per_column, merge_batch_dims, swapped_source
+from tests.helpers import check_model, expect_failure, make_model, single_op_model
 
 F32 = np.float32
 
@@ -186,3 +190,74 @@ def test_gemm_const_a_runtime_b():
 def test_gemm_int32_unsupported():
     model = single_op_model("Gemm", [("a", np.int32, [M, K]), ("b", np.int32, [K, N])], [M, N])
     expect_failure(model, "unsupported_dtype")
+
+
+# ---------------------------------------------------------------------------------------
+# MatMul of a transposed run-time operand (adjY)
+# ---------------------------------------------------------------------------------------
+def _batch_matmul_adj_y(data: bytes) -> list[bool]:
+    """The adjY flag of every BATCH_MATMUL in the main subgraph of a .tflite flatbuffer."""
+    model = S.Model.GetRootAs(data, 0)
+    graph = model.Subgraphs(0)
+    flags = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != S.BuiltinOperator.BATCH_MATMUL:
+            continue
+        opts = S.BatchMatMulOptions()
+        table = op.BuiltinOptions()
+        opts.Init(table.Bytes, table.Pos)
+        flags.append(bool(opts.AdjY()))
+    return flags
+
+
+def _transposed_b_model(sa, sb, perm, extra_use=False):
+    """MatMul(a, Transpose(b, perm)); with ``extra_use`` the transposed tensor is also an output."""
+    bt_shape = [sb[p] for p in perm]
+    out = list(np.matmul(np.zeros(sa), np.zeros(bt_shape)).shape)
+    nodes = [helper.make_node("Transpose", ["b"], ["bt"], perm=perm), helper.make_node("MatMul", ["a", "bt"], ["y"])]
+    outputs = [("y", F32, out)] + ([("bt", F32, bt_shape)] if extra_use else [])
+    return make_model(nodes, [("a", F32, sa), ("b", F32, sb)], outputs, opset=13)
+
+
+TRANSPOSED_B = [
+    ([2, 3], [4, 3], [1, 0]),
+    ([2, 2, 3], [2, 4, 3], [0, 2, 1]),
+    ([1, 2, 2, 3], [1, 2, 4, 3], [0, 1, 3, 2]),
+    ([2, 2, 2, 3], [4, 3], [1, 0]),          # 2-D transposed B against batched A
+    ([2, 3], [2, 2, 4, 3], [0, 1, 3, 2]),    # batched transposed B against 2-D A
+    ([2, 1, 2, 3], [3, 4, 3], [0, 2, 1]),    # batch broadcasting
+    ([1, 2, 2, 1, 2, 3], [2, 1, 2, 1, 4, 3], [0, 1, 2, 3, 5, 4]),  # rank 6: merged batch dims
+]
+
+
+@pytest.mark.parametrize("sa,sb,perm", TRANSPOSED_B, ids=[f"{a}x{b}" for a, b, _ in TRANSPOSED_B])
+def test_matmul_transposed_b_uses_adj_y(sa, sb, perm):
+    """A Transpose swapping B's last two axes is read through BATCH_MATMUL's adjY and disappears."""
+    result = check_model(_transposed_b_model(sa, sb, perm))
+    assert "TRANSPOSE" not in result.op_counts and result.op_counts.get("BATCH_MATMUL") == 1
+    assert _batch_matmul_adj_y(result.artifacts["float32"]) == [True]
+
+
+def test_matmul_transposed_b_other_perm_keeps_transpose():
+    """A Transpose that also moves batch dims is not a last-two-axes swap: it stays."""
+    result = check_model(_transposed_b_model([2, 2, 3], [3, 2, 4], [1, 0, 2]))
+    assert result.op_counts.get("TRANSPOSE") == 1 and _batch_matmul_adj_y(result.artifacts["float32"]) == [False]
+
+
+def test_matmul_transposed_b_also_output():
+    """The transposed tensor is also a graph output: the TRANSPOSE stays for it, MatMul still uses adjY."""
+    result = check_model(_transposed_b_model([2, 2, 3], [2, 4, 3], [0, 2, 1], extra_use=True))
+    assert result.op_counts.get("TRANSPOSE") == 1 and _batch_matmul_adj_y(result.artifacts["float32"]) == [True]
+
+
+def test_swapped_source():
+    a, s = Tensor("a", (2, 3, 4), np.dtype(F32)), Tensor("s", (2, 4, 3), np.dtype(F32))
+    perm = Tensor("p", (3,), np.dtype(np.int32), data=np.array([0, 2, 1], np.int32))
+    ops = [Operator("TRANSPOSE", [s, perm], [a])]
+    assert swapped_source(ops, a) is s
+    perm_other = Tensor("q", (3,), np.dtype(np.int32), data=np.array([1, 0, 2], np.int32))
+    assert swapped_source([Operator("TRANSPOSE", [s, perm_other], [a])], a) is None
+    assert swapped_source([Operator("RESHAPE", [s, perm], [a])], a) is None
+    assert swapped_source([], a) is None

@@ -3,10 +3,12 @@
 - Gemm: constant B -> FULLY_CONNECTED (weights (N, K) with alpha folded in; beta*C folded into
   the bias when C is per-column, else an ADD); run-time B -> BATCH_MATMUL (adjX/adjY).
 - MatMul: numpy matmul semantics (1-D operands, batch broadcasting); a constant 1-D/2-D B ->
-  FULLY_CONNECTED (keepNumDims for rank > 2 inputs); otherwise BATCH_MATMUL.
+  FULLY_CONNECTED (keepNumDims for rank > 2 inputs); otherwise BATCH_MATMUL, with adjY reading
+  the source of a TRANSPOSE that swaps B's last two axes.
 - Einsum: parsed (explicit/implicit output, '...' broadcasting) into SUM of private labels,
   pairwise contractions (BATCH_MATMUL / FULLY_CONNECTED, or MUL when nothing is summed) and a
-  final TRANSPOSE; repeated labels within a term (diagonals) fail clearly.
+  final TRANSPOSE; a label repeated within a term (diagonal, trace) is first reduced to its
+  diagonal by RESHAPE + GATHER of constant indices (exact).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import Reason
-from ...ir import Tensor
+from ...ir import Operator, Tensor
 from ..context import LowerContext, NodeView
 from ..registry import FLOATS, lowering
 
@@ -136,8 +138,29 @@ def lower_matmul(node: NodeView, ctx: LowerContext) -> None:
         return
     b2 = b if b.rank >= 2 else ctx.reshape(b, (k, 1))
     batch = broadcast_batch(a2.shape[:-2], b2.shape[:-2]) or ()
-    _emit_then_reshape(ctx, lambda o: _batch_matmul(ctx, a2, b2, False, False, o),
+    # B = transpose(S) over its last two axes: read S with adjY instead (the TRANSPOSE is left
+    # for dead-code elimination when nothing else reads it).
+    source = swapped_source(ctx.graph.operators, b2)
+    b3, adj_y = (source, True) if source is not None else (b2, False)
+    _emit_then_reshape(ctx, lambda o: _batch_matmul(ctx, a2, b3, False, adj_y, o),
                        batch + (a2.shape[-2], b2.shape[-1]), out)
+
+
+def swapped_source(operators: list[Operator], t: Tensor) -> Tensor | None:
+    """The input ``S`` when ``t`` is the output of a TRANSPOSE swapping only the last two axes of
+    a run-time tensor ``S`` (rank >= 2), else None."""
+    if t.is_const or t.rank < 2:
+        return None
+    producer = next((op for op in reversed(operators) if any(o is t for o in op.outputs)), None)
+    if producer is None or producer.opcode != "TRANSPOSE" or len(producer.inputs) != 2:
+        return None
+    src, perm = producer.inputs
+    if src is None or perm is None or perm.data is None or src.is_const:
+        return None
+    swap = tuple(range(t.rank - 2)) + (t.rank - 1, t.rank - 2)
+    if tuple(int(p) for p in np.asarray(perm.data).reshape(-1)) != swap:
+        return None
+    return src
 
 
 def _matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -335,6 +358,68 @@ def _sum_out(ctx: LowerContext, op: _Operand, drop: set[str]) -> _Operand:
     return _Operand(y, kept)
 
 
+@dataclass(frozen=True)
+class _DiagonalStep:
+    """How to take the diagonal over the ``k`` occurrences of one label in a term.
+
+    The occurrences are moved next to the first one (``perm``, None when they already are),
+    merged into one axis of size ``n**k`` by a reshape, and the diagonal entries
+    ``j * (1 + n + ... + n**(k-1))`` are gathered along that axis: an exact index copy.
+    """
+
+    perm: tuple[int, ...] | None
+    merged_shape: tuple[int, ...]
+    axis: int
+    indices: np.ndarray
+    labels: tuple[str, ...]
+
+
+def diagonal_step(labels: tuple[str, ...], shape: tuple[int, ...]) -> _DiagonalStep | None:
+    """The step removing the first label repeated in ``labels`` (None when none repeats)."""
+    label = next((x for x in labels if labels.count(x) > 1), None)
+    if label is None:
+        return None
+    where = [i for i, x in enumerate(labels) if x == label]
+    first = where[0]
+    order = [i for i in range(len(labels)) if labels[i] != label or i == first]
+    pos = order.index(first)
+    order[pos:pos + 1] = where  # every occurrence right after the ones before the first
+    n, k = shape[first], len(where)
+    if any(shape[i] != n for i in where):
+        raise ValueError(f"label '{label}' has sizes {[shape[i] for i in where]} within one term")
+    moved = [shape[i] for i in order]
+    merged = tuple(moved[:pos]) + (n ** k,) + tuple(moved[pos + k:])
+    stride = sum(n ** m for m in range(k))
+    indices = np.arange(n, dtype=np.int64) * stride
+    if indices.size and indices[-1] > np.iinfo(np.int32).max:
+        raise ValueError(f"the diagonal of label '{label}' is too large for int32 gather indices")
+    kept = tuple(x for i, x in enumerate(labels) if x != label or i == first)
+    perm = None if order == list(range(len(labels))) else tuple(order)
+    return _DiagonalStep(perm, merged, pos, indices.astype(np.int32), kept)
+
+
+def _diagonal(ctx: LowerContext, op: _Operand) -> _Operand:
+    """``op`` with every label repeated within its term reduced to its diagonal (one dim)."""
+    while True:
+        try:
+            step = diagonal_step(op.labels, op.t.shape)
+        except ValueError as exc:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Einsum: {exc}") from None
+        if step is None:
+            return op
+        if op.t.is_const:  # fold: same index arithmetic in numpy
+            data = op.t.data if step.perm is None else np.transpose(op.t.data, step.perm)
+            data = np.take(data.reshape(step.merged_shape), step.indices, axis=step.axis)
+            op = _Operand(ctx.new_const(np.ascontiguousarray(data), hint="diagonal"), step.labels)
+            continue
+        t = op.t if step.perm is None else ctx.transpose(op.t, step.perm)
+        t = _reshape_if(ctx, t, step.merged_shape)
+        shape = step.merged_shape[:step.axis] + (step.indices.size,) + step.merged_shape[step.axis + 1:]
+        y = ctx.emit1("GATHER", [t, ctx.new_const(step.indices, hint="diagonal_index")], shape, t.dtype,
+                      "einsum_diagonal", axis=step.axis, batchDims=0)
+        op = _Operand(y, step.labels)
+
+
 def _arrange(ctx: LowerContext, op: _Operand, order: tuple[str, ...]) -> Tensor:
     """``op`` transposed so its labels follow ``order``."""
     if op.labels == order:
@@ -422,8 +507,8 @@ def lower_einsum(node: NodeView, ctx: LowerContext) -> None:
 
     Labels an operand alone carries and the output drops are summed first; operands are then
     contracted left to right (keeping labels the output or a later operand needs); finally the
-    result is transposed to the output order. Repeated labels within one term (diagonals,
-    traces) are not supported.
+    result is transposed to the output order. A label repeated within one term (a diagonal or
+    trace) is first reduced to its diagonal with a RESHAPE + GATHER of constant indices.
     """
     count = len(node.inputs)
     if count == 0:
@@ -436,13 +521,8 @@ def lower_einsum(node: NodeView, ctx: LowerContext) -> None:
         sizes = _label_sizes(spec, [t.shape for t in operands])
     except ValueError as exc:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Einsum equation '{equation}': {exc}") from None
-    for labels in spec.inputs:
-        if len(set(labels)) != len(labels):
-            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
-                           f"Einsum equation '{equation}': a label repeated within one term (diagonal or "
-                           "trace) is not supported")
     out = ctx.output(0, tuple(sizes[x] for x in spec.output), _F32)
-    ops = [_Operand(t, labels) for t, labels in zip(operands, spec.inputs)]
+    ops = [_diagonal(ctx, _Operand(t, labels)) for t, labels in zip(operands, spec.inputs)]
     output = set(spec.output)
     for i, op in enumerate(ops):
         elsewhere = {x for j, other in enumerate(ops) if j != i for x in other.labels}
