@@ -1,0 +1,2 @@
+"""Lowerings of the transformer family (see the package docstring for the op list)."""
+from __future__ import annotations
