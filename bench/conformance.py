@@ -66,6 +66,10 @@ DEFAULT_ATOL = 1e-7
 
 STATUSES = ("pass", "mismatch", "convert_fail", "runtime_fail", "not_applicable")
 TRAINING_DOMAINS = ("ai.onnx.preview.training",)
+# Ops whose outputs are random draws: no converter can reproduce the case's stored expected outputs.
+RANDOM_OPS = ("Bernoulli", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial")
+# Ops that decode compressed files (JPEG, PNG, ...) rather than compute on tensors.
+FILE_DECODING_OPS = ("ImageDecoder",)
 CACHE_FORMAT = 1
 
 
@@ -230,6 +234,10 @@ def not_applicable_reason(model: Any) -> str | None:
       (float8 variants, float4, uint4, int2/uint2).
     * ``training_op``: the graph uses an op of the ``ai.onnx.preview.training`` domain (Adagrad, Adam,
       Momentum, Gradient), which only exist for training.
+    * ``random_output``: the graph uses an op whose output is a random draw (Bernoulli, Random*,
+      Multinomial): the stored expected outputs are one sample that no other runtime reproduces.
+    * ``file_decoding``: the graph decodes a compressed image file (ImageDecoder), which is codec
+      work, not tensor computation a LiteRT builtin expresses.
     """
     from onnx import TensorProto
 
@@ -246,6 +254,10 @@ def not_applicable_reason(model: Any) -> str | None:
     for node in model.graph.node:
         if node.domain in TRAINING_DOMAINS:
             return f"training_op: {node.domain}.{node.op_type}"
+        if node.domain in ("", "ai.onnx") and node.op_type in RANDOM_OPS:
+            return f"random_output: {node.op_type}"
+        if node.domain in ("", "ai.onnx") and node.op_type in FILE_DECODING_OPS:
+            return f"file_decoding: {node.op_type}"
     return None
 
 
@@ -607,7 +619,11 @@ def render_markdown(records: list[dict[str, Any]], summary: dict[str, Any], vers
               "(e4m3fn, e4m3fnuz, e5m2, e5m2fnuz, e8m0), float4e2m1, uint4 or int2/uint2: LiteRT's "
               "`TensorType` has no such type |",
               f"| `training_op` | {na_rules['training_op']} | an `ai.onnx.preview.training` op (Adagrad, Adam, "
-              "Momentum, Gradient): training only |"]
+              "Momentum, Gradient): training only |",
+              f"| `random_output` | {na_rules['random_output']} | a random-draw op (Bernoulli, RandomUniform(Like), "
+              "RandomNormal(Like), Multinomial): the expected outputs are one sample no runtime reproduces |",
+              f"| `file_decoding` | {na_rules['file_decoding']} | ImageDecoder decodes JPEG/PNG/... files: codec "
+              "work, not a tensor computation |"]
 
     lines += ["", "## Per op", "",
               "`direct`: the case's own node; `expanded`: the same case with the op replaced by its ONNX function "

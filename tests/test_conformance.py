@@ -68,10 +68,10 @@ def test_compare_outputs_follows_the_backend_runner() -> None:
 def test_not_applicable_rules() -> None:
     from onnx import TensorProto, helper
 
-    def model(elem: int | None = None, seq: bool = False, domain: str = "") -> object:
+    def model(elem: int | None = None, seq: bool = False, domain: str = "", op: str = "Identity") -> object:
         t = helper.make_tensor_type_proto(elem or TensorProto.FLOAT, [2])
         vt = helper.make_sequence_type_proto(t) if seq else t
-        node = helper.make_node("Identity", ["x"], ["y"], domain=domain)
+        node = helper.make_node(op, ["x"], ["y"], domain=domain)
         return helper.make_graph([node], "g", [helper.make_value_info("x", vt)], [helper.make_value_info("y", t)])
 
     class M:  # not_applicable_reason only reads .graph
@@ -83,6 +83,9 @@ def test_not_applicable_rules() -> None:
     assert runner.not_applicable_reason(M(model(TensorProto.STRING))).startswith("string_io")
     assert runner.not_applicable_reason(M(model(TensorProto.FLOAT8E4M3FN))).startswith("no_litert_dtype")
     assert runner.not_applicable_reason(M(model(domain="ai.onnx.preview.training"))).startswith("training_op")
+    assert runner.not_applicable_reason(M(model(op="Bernoulli"))).startswith("random_output")
+    assert runner.not_applicable_reason(M(model(op="RandomUniformLike"))).startswith("random_output")
+    assert runner.not_applicable_reason(M(model(op="ImageDecoder"))).startswith("file_decoding")
 
 
 def test_select_patterns() -> None:
