@@ -463,7 +463,7 @@ def test_nested_constant_ifs_are_inlined() -> None:
     check_model(model)
 
 
-def test_if_with_run_time_condition_is_unsupported() -> None:
+def test_if_with_run_time_condition_becomes_litert_if() -> None:
     then_g = helper.make_graph([helper.make_node("Neg", ["x"], ["n"])], "t", [],
                                [helper.make_tensor_value_info("n", TensorProto.FLOAT, [2, 3])])
     else_g = helper.make_graph([helper.make_node("Abs", ["x"], ["a"])], "e", [],
@@ -473,7 +473,9 @@ def test_if_with_run_time_condition_is_unsupported() -> None:
              helper.make_node("If", ["cond"], ["y"], then_branch=then_g, else_branch=else_g)]
     model = make_model(nodes, [("x", np.float32, [2, 3])], [("y", np.float32, [2, 3])],
                        {"zero": np.array(0.0, np.float32)})
-    expect_failure(model, "custom_op_candidate_disabled")  # a run-time If has no builtin lowering
+    x = np.abs(np.random.default_rng(0).standard_normal((2, 3))).astype(np.float32)
+    for sign in (1, -1):  # both branches taken
+        assert check_model(model, {"x": sign * x}).op_counts["IF"] == 1
 
 
 # --- shape inference gaps -------------------------------------------------------------------

@@ -65,6 +65,8 @@ class GraphBuilder:
         self.values: dict[str, Tensor] = {}
         self.operators: list[Operator] = []
         self._names: dict[str, int] = {}
+        # Model-level list of extra subgraphs for control flow (lower.driver.SubgraphHost), set by the driver.
+        self.subgraph_host = None
 
     def unique(self, hint: str) -> str:
         n = self._names.get(hint, 0)

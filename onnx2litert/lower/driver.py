@@ -1,12 +1,14 @@
 """Drive the lowerings over a prepared graph, collecting every blocking node at once."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 
-from ..errors import Issue, LoweringError, Reason
-from ..frontend import PreparedGraph
+from ..errors import ConversionError, Issue, LoweringError, Reason
+from ..frontend import PreparedGraph, prepare
 from ..ir import Model, Operator, Subgraph, Tensor
 from ..options import ConversionOptions
 from .context import GraphBuilder, LowerContext, NodeView, channels_last_perm, inverse_perm
@@ -57,6 +59,39 @@ class LoweredGraph:
     io_layout: dict
     # {"allow_custom_ops", "allowlist", "custom_nodes"}: the op-coverage report's policy block.
     custom_op_policy: dict = field(default_factory=dict)
+
+
+@dataclass
+class SubgraphHost:
+    """Model-level state shared by the main graph and every control-flow subgraph.
+
+    A control-flow lowering (If, Loop, Scan) lowers its bodies with :func:`lower_subgraph` and
+    appends them with :meth:`add`; model subgraph ``i + 1`` is ``subgraphs[i]`` (0 is main).
+    """
+
+    opsets: dict[str, int]
+    subgraphs: list[Subgraph] = field(default_factory=list)
+
+    def add(self, sg: Subgraph) -> int:
+        """Append ``sg``; return its model subgraph index."""
+        self.subgraphs.append(sg)
+        return len(self.subgraphs)
+
+    def mark(self) -> int:
+        """A position to :meth:`rollback` to."""
+        return len(self.subgraphs)
+
+    def rollback(self, mark: int) -> None:
+        """Forget subgraphs added after ``mark`` (their lowering failed)."""
+        del self.subgraphs[mark:]
+
+
+def subgraph_host(builder: GraphBuilder) -> SubgraphHost:
+    """The :class:`SubgraphHost` of the model ``builder`` belongs to."""
+    host = builder.subgraph_host
+    if host is None:
+        raise LoweringError(Reason.INTERNAL_ERROR, "this graph builder has no subgraph host")
+    return host
 
 
 def _spatial_inputs(prepared: PreparedGraph) -> set[str]:
@@ -117,12 +152,44 @@ def _make_inputs(prepared: PreparedGraph, builder: GraphBuilder, options: Conver
 def lower_graph(prepared: PreparedGraph, options: ConversionOptions) -> LoweredGraph:
     """Lower every node; return the IR model, per-node records and all blocking issues."""
     builder = GraphBuilder(prepared.constants, prepared.shapes, prepared.dtypes, options)
-    issues: list[Issue] = []
+    host = SubgraphHost(dict(prepared.opsets))
+    builder.subgraph_host = host
     try:
         inputs, in_layout = _make_inputs(prepared, builder, options)
     except LoweringError as exc:
         return LoweredGraph(Model([Subgraph([], [])]), NodeRecords([], policy_summary(options, [])),
                             [Issue(exc.reason, exc.message)], {}, policy_summary(options, []))
+    records, issues = _lower_nodes(prepared, builder)
+    custom_nodes = [r.name for r in records if r.dispatch == "custom"]
+    policy = policy_summary(options, custom_nodes)
+    records = NodeRecords(_records_for_removed(prepared, records), policy)
+    outputs = []
+    for name in prepared.outputs:
+        t = builder.value(name)
+        if t is None:
+            continue
+        if t.is_const or t in inputs:
+            t = _copy_output(builder, name, t)
+        outputs.append(t)
+    out_layout = {t_name: {"layout": "onnx", "perm_from_onnx": None,
+                           "shape": list(prepared.shapes.get(t_name) or [])} for t_name in prepared.outputs}
+    model = Model([Subgraph(inputs, outputs, builder.operators), *host.subgraphs],
+                  signature_inputs=list(prepared.inputs), signature_outputs=list(prepared.outputs))
+    return LoweredGraph(model, records, issues, {"inputs": in_layout, "outputs": out_layout}, policy)
+
+
+def _copy_output(builder: GraphBuilder, name: str, t: Tensor) -> Tensor:
+    """A fresh tensor equal to ``t`` (an identity RESHAPE), for a graph output that must be op-produced."""
+    copy = Tensor(builder.unique(name), t.shape, t.dtype)
+    builder.operators.append(Operator("RESHAPE", [t, Tensor(builder.unique(f"{name}/shape"), (t.rank,), np.int32,
+                                                            data=np.array(t.shape, np.int32))],
+                                      [copy], origin=name))
+    return copy
+
+
+def _lower_nodes(prepared: PreparedGraph, builder: GraphBuilder) -> tuple[list[NodeRecord], list[Issue]]:
+    """Lower ``prepared.nodes`` into ``builder`` in order; return per-node records and blocking issues."""
+    issues: list[Issue] = []
     records: list[NodeRecord] = []
     for index, node in enumerate(prepared.nodes):
         opset = prepared.opsets.get(node.domain or "", prepared.opset)
@@ -171,26 +238,61 @@ def lower_graph(prepared: PreparedGraph, options: ConversionOptions) -> LoweredG
             record.reason_code, record.message = error.reason.value, error.message
             for out in node.output:
                 builder.values.pop(out, None)
-    custom_nodes = [r.name for r in records if r.dispatch == "custom"]
-    policy = policy_summary(options, custom_nodes)
-    records = NodeRecords(_records_for_removed(prepared, records), policy)
-    outputs = []
-    for name in prepared.outputs:
-        t = builder.value(name)
+    return records, issues
+
+
+def lower_subgraph(ctx: LowerContext, model: onnx.ModelProto, name: str,
+                   copy_io_outputs: bool = True) -> Subgraph:
+    """Like :func:`lower_body`, returning only the subgraph."""
+    return lower_body(ctx, model, name, copy_io_outputs)[0]
+
+
+def lower_body(ctx: LowerContext, model: onnx.ModelProto, name: str, copy_io_outputs: bool = True,
+               lookup: tuple[str, ...] = ()) -> tuple[Subgraph, dict[str, Tensor | None]]:
+    """Prepare and lower a self-contained ONNX model (a control-flow body) into an IR subgraph.
+
+    ``model`` declares every value the body reads from outside as a graph input (static shape)
+    or an initializer; the frontend runs on it as on a top-level model (shape inference,
+    constant folding, constant-If inlining), and the same per-node loop lowers it. Inputs keep
+    the ONNX layout and order (``model.graph.input`` minus initializers). With
+    ``copy_io_outputs`` every output is a distinct op-produced tensor (what IF/WHILE bodies
+    need); without, an output may be a constant, an input or repeated (for inlining).
+
+    ``lookup`` names body values (not outputs) whose IR tensors are returned too, e.g. to see
+    whether a value folded to a constant (the frontend never folds a graph output's producer).
+    The subgraph is *not* added to the model: call ``subgraph_host(ctx.graph).add``. Raises
+    :class:`LoweringError` with the first blocking issue inside the body.
+    """
+    host = subgraph_host(ctx.graph)
+    options = dataclasses.replace(ctx.options, overwrite_input_shape=(), batch_size=None,
+                                  keep_ncw_or_nchw_or_ncdhw_input_names=(), keep_all_inputs_layout=True)
+    try:
+        prepared = prepare(model, options)
+    except ConversionError as exc:
+        issue = exc.issues[0]
+        raise LoweringError(issue.reason, f"{name}: {issue.line()}") from exc
+    builder = GraphBuilder(prepared.constants, prepared.shapes, prepared.dtypes, options)
+    builder.subgraph_host = host
+    inputs = []
+    for in_name in prepared.inputs:
+        shape = prepared.shapes.get(in_name)
+        if shape is None:
+            raise LoweringError(Reason.DYNAMIC_SHAPE_UNSUPPORTED, f"{name}: input '{in_name}' has no static shape")
+        t = Tensor(builder.unique(in_name), shape, prepared.dtypes.get(in_name, np.dtype(np.float32)))
+        builder.values[in_name] = t
+        inputs.append(t)
+    _, issues = _lower_nodes(prepared, builder)
+    if issues:
+        raise LoweringError(issues[0].reason, f"{name}: {issues[0].line()}")
+    outputs: list[Tensor] = []
+    for out_name in prepared.outputs:
+        t = builder.value(out_name)
         if t is None:
-            continue
-        if t.is_const or t in inputs:
-            copy = Tensor(builder.unique(name), t.shape, t.dtype)
-            builder.operators.append(Operator("RESHAPE", [t, Tensor(builder.unique(f"{name}/shape"),
-                                              (t.rank,), np.int32, data=np.array(t.shape, np.int32))],
-                                              [copy], origin=name))
-            t = copy
+            raise LoweringError(Reason.INTERNAL_ERROR, f"{name}: output '{out_name}' was not produced")
+        if copy_io_outputs and (t.is_const or any(t is x for x in inputs) or any(t is x for x in outputs)):
+            t = _copy_output(builder, out_name, t)
         outputs.append(t)
-    out_layout = {t_name: {"layout": "onnx", "perm_from_onnx": None,
-                           "shape": list(prepared.shapes.get(t_name) or [])} for t_name in prepared.outputs}
-    model = Model([Subgraph(inputs, outputs, builder.operators)],
-                  signature_inputs=list(prepared.inputs), signature_outputs=list(prepared.outputs))
-    return LoweredGraph(model, records, issues, {"inputs": in_layout, "outputs": out_layout}, policy)
+    return Subgraph(inputs, outputs, builder.operators, name=name), {n: builder.value(n) for n in lookup}
 
 
 def _check_dtype(entry, ctx: LowerContext) -> None:
