@@ -246,10 +246,52 @@ def lower_gather_elements(node: NodeView, ctx: LowerContext) -> None:
 # -- ScatterND / ScatterElements -------------------------------------------------------------------
 def _reduction(ctx: LowerContext, node: NodeView) -> str:
     reduction = node.attr("reduction", "none") if node.opset >= 16 else "none"
-    if reduction not in ("none", "add"):
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
-                       f"reduction '{reduction}' is not supported (LiteRT SCATTER_ND only sums); use none or add")
+    if reduction not in ("none", "add", "mul", "max", "min") or (reduction in ("max", "min") and node.opset < 18):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"reduction '{reduction}' is not supported")
     return reduction
+
+
+# reduction -> the element-wise op that folds one update into the running result.
+_FOLD_OPS = {"mul": "MUL", "max": "MAXIMUM", "min": "MINIMUM"}
+# mul / max / min apply the updates one by one (one SCATTER_ND each): a bound on the op count.
+_MAX_SEQUENTIAL_UPDATES = 64
+
+
+def _scatter_sequential(ctx: LowerContext, data: Tensor, coords: Tensor, updates: Tensor, reduction: str,
+                        out: Tensor) -> None:
+    """reduction mul / max / min: fold the update tuples into ``data`` one at a time, in index order.
+
+    Update i is written into a zero tensor (SCATTER_ND), combined with the running result
+    (MUL / MAXIMUM / MINIMUM) and selected where its own one-position mask is set. Applying the
+    updates in order gives ONNX's result exactly, duplicates included (mul rounds in that order).
+    """
+    k = coords.shape[-1]
+    n = int(np.prod(coords.shape[:-1], dtype=np.int64))
+    if n > _MAX_SEQUENTIAL_UPDATES:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"reduction '{reduction}' with {n} index tuples (> {_MAX_SEQUENTIAL_UPDATES}) is not supported")
+    rest = data.shape[k:]
+    flat_coords = ctx.reshape(coords, (n, k))
+    flat_updates = ctx.reshape(updates, (n,) + rest)
+    shape = ctx.new_const(np.array(data.shape, np.int32), hint="shape")
+    mask_dims = ctx.new_const(np.array(data.shape[:k], np.int32), hint="mask_shape")
+    one = ctx.new_const(np.ones((1,), np.int32), hint="one")
+    mask_shape = data.shape[:k] + (1,) * (data.rank - k)
+    result = data
+    for i in range(n):
+        c = ctx.emit1("SLICE", [flat_coords, ctx.new_const(np.array([i, 0], np.int32), hint="at"),
+                                ctx.new_const(np.array([1, k], np.int32), hint="size")], (1, k), _I32, "coord")
+        u = ctx.emit1("SLICE", [flat_updates, ctx.new_const(np.array([i] + [0] * len(rest), np.int32), hint="at"),
+                                ctx.new_const(np.array([1, *rest], np.int32), hint="size")],
+                      (1,) + rest, data.dtype, "update")
+        placed = ctx.emit1("SCATTER_ND", [c, u, shape], data.shape, data.dtype, "placed")
+        hit = ctx.emit1("SCATTER_ND", [c, one, mask_dims], data.shape[:k], _I32, "hit")
+        written = _binary(ctx, "GREATER", hit, ctx.new_const(np.array(0, np.int32), hint="zero"),
+                          hint="written", dtype=_BOOL)
+        if written.shape != mask_shape:
+            written = ctx.reshape(written, mask_shape)
+        folded = _binary(ctx, _FOLD_OPS[reduction], result, placed, hint="folded")
+        result = _select(ctx, written, folded, result, out=out if i == n - 1 else None, hint="result")
 
 
 def _scatter(ctx: LowerContext, data: Tensor, coords: Tensor, updates: Tensor, reduction: str,
@@ -261,6 +303,9 @@ def _scatter(ctx: LowerContext, data: Tensor, coords: Tensor, updates: Tensor, r
         raise ctx.fail(Reason.INVALID_MODEL, f"updates shape {list(updates.shape)} does not match the indices")
     if updates.dtype != data.dtype:
         raise ctx.fail(Reason.INVALID_MODEL, "data and updates have different dtypes")
+    if reduction in _FOLD_OPS:
+        _scatter_sequential(ctx, data, coords, updates, reduction, out)
+        return
     shape = ctx.new_const(np.array(data.shape, np.int32), hint="shape")
     scattered = ctx.emit1("SCATTER_ND", [coords, updates, shape], data.shape, data.dtype, "scattered")
     if reduction == "add":
@@ -292,7 +337,7 @@ _SCATTER_DTYPES = _F32_I32_I64
 
 @lowering("ScatterND", since=11, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES)
 def lower_scatter_nd(node: NodeView, ctx: LowerContext) -> None:
-    """ScatterND (reduction none/add) with constant or run-time indices."""
+    """ScatterND (reduction none/add/mul/max/min) with constant or run-time indices."""
     data, idx, updates = ctx.input(0), ctx.input(1), ctx.input(2)
     _index_dtype(ctx, idx)
     k = idx.shape[-1] if idx.rank else 0
@@ -309,9 +354,13 @@ def lower_scatter_nd(node: NodeView, ctx: LowerContext) -> None:
     _scatter(ctx, data, coords, updates, reduction, ctx.output(0, data.shape, data.dtype))
 
 
+@lowering("Scatter", since=9, until=10, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES)
 @lowering("ScatterElements", since=11, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES)
 def lower_scatter_elements(node: NodeView, ctx: LowerContext) -> None:
-    """ScatterElements (reduction none/add, any axis) as a scatter of full per-element coordinates."""
+    """ScatterElements (reduction none/add/mul/max/min, any axis) as a scatter of per-element coordinates.
+
+    Scatter (opsets 9-10) is the same operator under its old name, without reduction.
+    """
     data, idx, updates = ctx.input(0), ctx.input(1), ctx.input(2)
     _index_dtype(ctx, idx)
     if data.rank == 0 or idx.rank != data.rank or updates.shape != idx.shape:
@@ -336,16 +385,15 @@ def lower_one_hot(node: NodeView, ctx: LowerContext) -> None:
     Indices outside [-depth, depth) give all-off rows in both ONNX and LiteRT.
     """
     idx, values = ctx.input(0), ctx.input(2)
-    _index_dtype(ctx, idx)
-    depth_value = np.asarray(ctx.require_const(1, "depth")).reshape(-1)
-    if depth_value.size != 1:
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "depth must hold exactly one value")
-    depth = int(depth_value[0])
-    if depth < 1:
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"depth {depth} must be positive")
     if values.size != 2:
         raise ctx.fail(Reason.INVALID_MODEL, "values must hold [off_value, on_value]")
     axis = _norm_axis(ctx, node.attr("axis", -1), idx.rank + 1)
+    depth = _one_hot_depth(ctx, axis)
+    if depth < 1:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"depth {depth} must be positive")
+    if idx.dtype.name in _ONE_HOT_FLOAT_INDICES:
+        idx = _float_indices(ctx, idx, depth)
+    _index_dtype(ctx, idx)
     out_shape = idx.shape[:axis] + (depth,) + idx.shape[axis:]
     _require_nonempty(ctx, out_shape)
     if idx.is_const:
@@ -371,6 +419,47 @@ def lower_one_hot(node: NodeView, ctx: LowerContext) -> None:
              [ctx.output(0, out_shape, values.dtype)], axis=axis)
 
 
+# Float indices: ONNX says they are cast to int64, but ONNX Runtime and the ONNX reference both
+# give an all-off row for a non-integral value (they compare positions with the value itself);
+# both agree on integral values, so those keep their index and the others get an off row.
+_ONE_HOT_FLOAT_INDICES = ("float32",)
+
+
+def _one_hot_depth(ctx: LowerContext, axis: int) -> int:
+    """depth from the constant input (any numeric type, truncated), or from the static output shape."""
+    value = ctx.const(1)
+    if value is not None:
+        flat = np.asarray(value).reshape(-1)
+        if flat.size != 1:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "depth must hold exactly one value")
+        return int(flat[0])
+    shape = ctx.out_shape(0)
+    if shape is None or len(shape) <= axis:
+        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                       "depth is computed at run time and the output shape is not known")
+    return int(shape[axis])
+
+
+def _float_indices(ctx: LowerContext, idx: Tensor, depth: int) -> Tensor:
+    """Float indices as int32: integral values keep their value, others become ``depth`` (an off row).
+
+    Values are clamped to +-2**30 first so the CAST cannot overflow (such values are off rows anyway).
+    """
+    if idx.is_const:
+        v = np.asarray(idx.data, np.float64)
+        integral = np.isfinite(v) & (np.trunc(v) == v) & (np.abs(v) <= 2.0 ** 30)
+        return ctx.new_const(np.where(integral, np.nan_to_num(v), depth).astype(np.int32), hint="indices")
+    lim = float(2 ** 30)
+    lo = _binary(ctx, "MAXIMUM", idx, ctx.new_const(np.array(-lim, idx.dtype), hint="lo"), hint="clamped")
+    clamped = _binary(ctx, "MINIMUM", lo, ctx.new_const(np.array(lim, idx.dtype), hint="hi"), hint="clamped")
+    as_int = _cast(ctx, clamped, _I32, hint="indices_i32")
+    back = _cast(ctx, as_int, idx.dtype, hint="indices_back")
+    # NaN compares unequal (MAXIMUM / MINIMUM may turn it into a bound, so compare with the input).
+    integral = _binary(ctx, "EQUAL", back, idx, hint="integral", dtype=_BOOL)
+    return _select(ctx, integral, as_int, ctx.new_const(np.array(depth, np.int32), hint="off_index"),
+                   hint="indices")
+
+
 # -- TopK ------------------------------------------------------------------------------------------
 _TOPK_DTYPES = ("float32", "int32", "int64", "int8", "uint8")
 
@@ -387,7 +476,7 @@ def lower_topk(node: NodeView, ctx: LowerContext) -> None:
     if x.rank == 0:
         raise ctx.fail(Reason.INVALID_MODEL, "TopK needs an input of rank >= 1")
     axis = _norm_axis(ctx, node.attr("axis", -1), x.rank)
-    k = int(node.attr("k", 0)) if node.opset < 10 else _scalar_int(ctx, 1, "K")
+    k = int(node.attr("k", 0)) if node.opset < 10 else _topk_k(ctx, axis)
     largest = int(node.attr("largest", 1)) if node.opset >= 11 else 1
     dim = x.shape[axis]
     if not 1 <= k <= dim:
@@ -418,6 +507,16 @@ def lower_topk(node: NodeView, ctx: LowerContext) -> None:
     _cast(ctx, idx, _I64, out=index_out)
 
 
+def _topk_k(ctx: LowerContext, axis: int) -> int:
+    """K from the constant input, or (run-time K) from the static output shape it alone determines."""
+    if ctx.const(1) is not None:
+        return _scalar_int(ctx, 1, "K")
+    shape = ctx.out_shape(0)
+    if shape is None or len(shape) <= axis:
+        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT, "K is computed at run time and the output shape is not known")
+    return int(shape[axis])
+
+
 def _order_reverse(ctx: LowerContext, x: Tensor, out: Tensor | None = None) -> Tensor:
     """An exact, self-inverse, order-reversing map: -x for floats, -1 - x for signed ints."""
     if x.dtype.kind == "f":
@@ -428,13 +527,24 @@ def _order_reverse(ctx: LowerContext, x: Tensor, out: Tensor | None = None) -> T
 # -- CumSum ----------------------------------------------------------------------------------------
 @lowering("CumSum", since=11, onnx_dtypes=ONNX_NUMERIC, dtypes=_F32_I32_I64, verified=_F32_I32_I64)
 def lower_cumsum(node: NodeView, ctx: LowerContext) -> None:
-    """CUMSUM with a constant axis; exclusive and reverse map to its options."""
+    """CUMSUM; exclusive and reverse map to its options; a run-time axis is passed to the kernel."""
     x = ctx.input(0)
     if x.rank == 0:
         raise ctx.fail(Reason.INVALID_MODEL, "CumSum needs an input of rank >= 1")
-    axis = _norm_axis(ctx, _scalar_int(ctx, 1, "axis"), x.rank)
     _require_nonempty(ctx, x.shape, "the input")
-    ctx.emit("CUMSUM", [x, ctx.new_const(np.array(axis, np.int32), hint="axis")],
+    if ctx.const(1) is None:
+        # A run-time axis goes to the kernel, which reads it at run time; FLOOR_MOD wraps a
+        # negative axis (valid ONNX axes lie in [-rank, rank)).
+        a = ctx.input(1)
+        if a.dtype.name not in _INDEX_DTYPES or a.size != 1:
+            raise ctx.fail(Reason.INVALID_MODEL, "axis must be one int32/int64 value")
+        if a.dtype != _I32:
+            a = _cast(ctx, a, _I32, hint="axis_i32")
+        a = ctx.reshape(a, ()) if a.rank else a
+        axis_t = _binary(ctx, "FLOOR_MOD", a, ctx.new_const(np.array(x.rank, np.int32), hint="rank"), hint="axis")
+    else:
+        axis_t = ctx.new_const(np.array(_norm_axis(ctx, _scalar_int(ctx, 1, "axis"), x.rank), np.int32), hint="axis")
+    ctx.emit("CUMSUM", [x, axis_t],
              [ctx.output(0, x.shape, x.dtype)], exclusive=bool(node.attr("exclusive", 0)),
              reverse=bool(node.attr("reverse", 0)))
 
@@ -448,10 +558,16 @@ def range_length(start: float, limit: float, delta: float) -> int:
     return max(int(math.ceil((limit - start) / delta)), 0)
 
 
-@lowering("Range", since=11, onnx_dtypes=("float32", "float64", "int16", "int32", "int64"),
+@lowering("Range", since=27, onnx_dtypes=("float32", "float64", "int16", "int32", "int64", "float16", "bfloat16"),
+          dtypes=_RANGE_DTYPES, verified=_RANGE_DTYPES)
+@lowering("Range", since=11, until=26, onnx_dtypes=("float32", "float64", "int16", "int32", "int64"),
           dtypes=_RANGE_DTYPES, verified=_RANGE_DTYPES)
 def lower_range(node: NodeView, ctx: LowerContext) -> None:
-    """Constant inputs: the value computed now. Run-time inputs: RANGE with a dynamic length."""
+    """Constant inputs: the value computed now. Run-time inputs: RANGE with a dynamic length.
+
+    Opset 27 only added float16 / bfloat16 (and stash_type, which applies to them alone); the
+    float32 / int32 / int64 semantics are unchanged, so the same lowering serves both.
+    """
     start, limit, delta = ctx.const(0), ctx.const(1), ctx.const(2)
     dtype = ctx.input(0).dtype
     if start is not None and limit is not None and delta is not None:
@@ -540,17 +656,31 @@ _SELECT_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
 
 @lowering("Trilu", since=14, onnx_dtypes=ONNX_ALL, dtypes=_SELECT_DTYPES, verified=_F32_I32_I64 + ("bool",))
 def lower_trilu(node: NodeView, ctx: LowerContext) -> None:
-    """SELECT_V2 between the input and zero with a constant triangular mask (exact for inf/NaN)."""
+    """SELECT_V2 between the input and zero with a triangular mask (exact for inf/NaN).
+
+    A constant k gives a constant mask; a run-time k compares constant column-minus-row offsets
+    with it (GREATER_EQUAL / LESS_EQUAL).
+    """
     x = ctx.input(0)
     if x.rank < 2:
         raise ctx.fail(Reason.INVALID_MODEL, "Trilu needs an input of rank >= 2")
-    k = _scalar_int(ctx, 1, "k") if ctx.has_input(1) else 0
     _require_nonempty(ctx, x.shape, "the input")
     n, m = x.shape[-2:]
     rows, cols = np.indices((n, m))
-    mask = (cols - rows >= k) if int(node.attr("upper", 1)) else (cols - rows <= k)
+    upper = bool(int(node.attr("upper", 1)))
+    if ctx.has_input(1) and ctx.const(1) is None:
+        # A run-time k: compare the constant diagonal offsets (col - row) with k at run time.
+        k_t = ctx.input(1)
+        if k_t.dtype.name not in _INDEX_DTYPES or k_t.size != 1:
+            raise ctx.fail(Reason.INVALID_MODEL, "k must be one int64 value")
+        k_t = ctx.reshape(k_t, ()) if k_t.rank else k_t
+        offsets = ctx.new_const((cols - rows).astype(k_t.dtype), hint="offsets")
+        mask = _binary(ctx, "GREATER_EQUAL" if upper else "LESS_EQUAL", offsets, k_t, hint="mask", dtype=_BOOL)
+    else:
+        k = _scalar_int(ctx, 1, "k") if ctx.has_input(1) else 0
+        mask = ctx.new_const((cols - rows >= k) if upper else (cols - rows <= k), hint="mask")
     out = ctx.output(0, x.shape, x.dtype)
-    _select(ctx, ctx.new_const(mask, hint="mask"), x, ctx.new_const(np.zeros((), x.dtype), hint="zero"), out=out)
+    _select(ctx, mask, x, ctx.new_const(np.zeros((), x.dtype), hint="zero"), out=out)
 
 
 _EYE_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
@@ -598,12 +728,14 @@ def lower_nonzero(node: NodeView, ctx: LowerContext) -> None:
 
 @lowering("Compress", since=9, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES)
 def lower_compress(node: NodeView, ctx: LowerContext) -> None:
-    """Constant condition -> GATHER of the selected positions (the input flattened without axis)."""
+    """GATHER of the selected positions (the input flattened without axis).
+
+    A constant condition gives constant positions. A run-time one goes through WHERE (the
+    positions of its true elements); the compressed axis then has a data-dependent length,
+    recorded like NonZero's (shape_signature -1) unless the node's output shape is static.
+    """
     x = ctx.input(0)
     cond = ctx.const(1)
-    if cond is None:
-        raise ctx.fail(Reason.DYNAMIC_SHAPE_UNSUPPORTED,
-                       "a run-time condition gives a data-dependent output shape; make it a constant")
     axis_attr = node.attr("axis")
     src = x
     if axis_attr is None:
@@ -611,6 +743,9 @@ def lower_compress(node: NodeView, ctx: LowerContext) -> None:
         axis = 0
     else:
         axis = _norm_axis(ctx, axis_attr, x.rank)
+    if cond is None:
+        _compress_runtime(ctx, src, axis)
+        return
     cond = np.asarray(cond).reshape(-1).astype(bool)
     if cond.size > src.shape[axis]:
         raise ctx.fail(Reason.INVALID_MODEL, "condition is longer than the compressed axis")
@@ -619,3 +754,29 @@ def lower_compress(node: NodeView, ctx: LowerContext) -> None:
     _require_nonempty(ctx, shape)
     ctx.emit("GATHER", [src, ctx.new_const(positions, hint="positions")], [ctx.output(0, shape, x.dtype)],
              axis=axis, batchDims=0)
+
+
+def _compress_runtime(ctx: LowerContext, src: Tensor, axis: int) -> None:
+    """Compress with a run-time condition: WHERE -> int64 positions [n] -> GATHER along ``axis``."""
+    cond = ctx.input(1)
+    if cond.dtype != _BOOL:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"condition dtype {cond.dtype.name} is not bool")
+    if cond.rank != 1:
+        raise ctx.fail(Reason.INVALID_MODEL, "condition must be 1-D")
+    if cond.size > src.shape[axis]:
+        raise ctx.fail(Reason.INVALID_MODEL, "condition is longer than the compressed axis")
+    _require_nonempty(ctx, src.shape, "the input")
+    coords = ctx.tmp((_DYNAMIC, 1), _I64, "coords")
+    coords.shape_signature = (-1, 1)
+    ctx.emit("WHERE", [cond], [coords])
+    positions = ctx.tmp((_DYNAMIC,), _I64, "positions")
+    positions.shape_signature = (-1,)
+    ctx.emit("RESHAPE", [coords, ctx.new_const(np.array([-1], np.int32), hint="flat")], [positions])
+    known = ctx.out_shape(0)
+    static = known is not None and len(known) == src.rank and all(int(d) > 0 for d in known)
+    if static:
+        out = ctx.output(0, tuple(int(d) for d in known), src.dtype)
+    else:
+        out = ctx.output(0, src.shape[:axis] + (_DYNAMIC,) + src.shape[axis + 1:], src.dtype)
+        out.shape_signature = src.shape[:axis] + (-1,) + src.shape[axis + 1:]
+    ctx.emit("GATHER", [src, positions], [out], axis=axis, batchDims=0)

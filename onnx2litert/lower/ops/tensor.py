@@ -25,6 +25,7 @@ from ..registry import lowering
 # Every ONNX tensor element type; these ops accept all of them in ONNX.
 ONNX_ALL = ("float32", "float16", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8",
             "uint16", "uint32", "uint64", "bool", "string", "complex64", "complex128")
+FLOAT_TYPES = ("float32", "float16", "float64", "bfloat16")
 # Dtypes the data-movement kernels (TRANSPOSE, CONCATENATION, STRIDED_SLICE, PAD, PADV2,
 # MIRROR_PAD, GATHER, SHAPE, FILL) accept in the stock interpreter, each verified by a test.
 DATA = ("float32", "float16", "int32", "int64", "bool", "int8", "uint8")
@@ -84,6 +85,29 @@ def _const_or_attr(ctx: LowerContext, node: NodeView, input_index: int, attr: st
     if not ctx.has_input(input_index):
         return None
     return _ints(ctx.require_const(input_index, what))
+
+
+def _implied_shape(ctx: LowerContext, what: str, index: int = 0) -> tuple[int, ...]:
+    """The static shape of output ``index``, for a node whose parameter ``what`` is a run-time tensor.
+
+    Used only where that shape alone determines the result (a valid model must produce it), e.g.
+    Reshape / Squeeze / Unsqueeze (a copy into that shape) or Split sizes (one per output).
+    """
+    shape = ctx.out_shape(index)
+    if shape is None or any(not isinstance(d, (int, np.integer)) or int(d) < 0 for d in shape):
+        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                       f"{what} is computed at run time and the output shape is not known; make it a constant")
+    return tuple(int(d) for d in shape)
+
+
+def _copy_into_implied(ctx: LowerContext, x: Tensor, what: str) -> None:
+    """Copy ``x`` into output 0 whose static shape is implied (same element count required)."""
+    shape = _implied_shape(ctx, what)
+    _require_nonempty(ctx, shape)
+    if int(np.prod(shape, dtype=np.int64)) != x.size:
+        raise ctx.fail(Reason.INVALID_MODEL,
+                       f"output shape {list(shape)} does not hold the {x.size} elements of the input")
+    copy_to(ctx, x, ctx.output(0, shape=shape))
 
 
 def copy_to(ctx: LowerContext, x: Tensor, out: Tensor) -> Tensor:
@@ -174,8 +198,15 @@ def reshape_target(in_shape: Sequence[int], spec: Sequence[int], allowzero: bool
 
 @lowering("Reshape", since=5, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
 def lower_reshape(node: NodeView, ctx: LowerContext) -> None:
-    """Reshape with a constant shape (0 copies a dim unless allowzero, -1 is inferred) -> RESHAPE."""
+    """Reshape (0 copies a dim unless allowzero, -1 is inferred) -> RESHAPE.
+
+    A run-time shape input is only accepted when the node's static output shape is known: a
+    reshape is fully determined by its output shape.
+    """
     x = ctx.input(0)
+    if ctx.const(1) is None:  # a run-time shape: the static output shape is the result's shape
+        _copy_into_implied(ctx, x, "the shape input")
+        return
     spec = _ints(ctx.require_const(1, "the shape input"))
     allowzero = node.opset >= 14 and bool(node.attr("allowzero", 0))
     shape = reshape_target(x.shape, spec, allowzero)
@@ -189,6 +220,9 @@ def lower_reshape(node: NodeView, ctx: LowerContext) -> None:
 def lower_squeeze(node: NodeView, ctx: LowerContext) -> None:
     """Squeeze (axes attribute < 13, input >= 13; none = every size-1 dim) -> RESHAPE."""
     x = ctx.input(0)
+    if node.opset >= 13 and ctx.has_input(1) and ctx.const(1) is None:
+        _copy_into_implied(ctx, x, "the axes input")  # a squeeze is a reshape to its output shape
+        return
     axes = _const_or_attr(ctx, node, 1, "axes", 13, "the axes input")
     if axes is None:
         drop = {i for i, d in enumerate(x.shape) if d == 1}
@@ -206,6 +240,9 @@ def lower_squeeze(node: NodeView, ctx: LowerContext) -> None:
 def lower_unsqueeze(node: NodeView, ctx: LowerContext) -> None:
     """Unsqueeze (axes attribute < 13, input >= 13; negative axes count in the output) -> RESHAPE."""
     x = ctx.input(0)
+    if node.opset >= 13 and ctx.has_input(1) and ctx.const(1) is None:
+        _copy_into_implied(ctx, x, "the axes input")  # an unsqueeze is a reshape to its output shape
+        return
     axes = _const_or_attr(ctx, node, 1, "axes", 13, "the axes input")
     if not axes:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "Unsqueeze needs axes")
@@ -221,6 +258,56 @@ def lower_identity(node: NodeView, ctx: LowerContext) -> None:
     """Identity (kept by the frontend only when it feeds a graph output) -> a RESHAPE copy."""
     x = ctx.input(0)
     copy_to(ctx, x, ctx.output(0, shape=x.shape, dtype=x.dtype))
+
+
+# -- Dropout (inference) -------------------------------------------------------------------------
+def _dropout_is_inference(node: NodeView, ctx: LowerContext) -> None:
+    """Fail unless this Dropout computes its inference form (output = input, mask = all ones).
+
+    Training mode with a ratio > 0 draws random numbers; no converted model could reproduce them.
+    """
+    if node.opset < 7:
+        if int(node.attr("is_test", 0)) == 0 and float(node.attr("ratio", 0.5)) != 0.0:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           "is_test=0 with ratio > 0 drops random elements; it cannot be converted exactly")
+        return
+    if node.opset < 12 or not ctx.has_input(2):
+        return
+    training = ctx.const(2)
+    if training is None:
+        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                       "training_mode is computed at run time; when true, Dropout is random")
+    if not bool(np.asarray(training).reshape(-1)[0]):
+        return
+    ratio = ctx.const(1) if ctx.has_input(1) else np.array(0.5, np.float32)
+    if ratio is None or float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       "training_mode=true with a ratio that is not a constant 0 drops random elements")
+
+
+@lowering("Dropout", since=1, onnx_dtypes=FLOAT_TYPES, dtypes=("float32",), verified=("float32",))
+def lower_dropout(node: NodeView, ctx: LowerContext) -> None:
+    """Dropout at inference (or training with ratio 0): a copy of the input; mask = all true (FILL).
+
+    The mask output is only lowered from opset 12, where its inference value is defined.
+    """
+    _dropout_is_inference(node, ctx)
+    x = ctx.input(0)
+    copy_to(ctx, x, ctx.output(0, shape=x.shape, dtype=x.dtype))
+    if len(node.outputs) < 2 or not node.outputs[1]:
+        return
+    if node.opset < 12:
+        # Before opset 12 the inference mask is not pinned down: ONNX Runtime returns all zeros
+        # (false), the reference implementation all ones. Refuse rather than pick one.
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "the mask output before opset 12 has no defined "
+                       "inference value (ONNX Runtime gives zeros, the ONNX reference ones)")
+    dtype = np.dtype(np.bool_)
+    ones = np.ones((), dtype)
+    if x.rank == 0:
+        ctx.graph.values[node.outputs[1]] = ctx.new_const(ones, hint="mask")
+        return
+    ctx.emit("FILL", [ctx.new_const(np.array(x.shape, np.int32), hint="dims"), ctx.new_const(ones, hint="one")],
+             [ctx.output(1, shape=x.shape, dtype=dtype)])
 
 
 # -- Transpose / Concat ------------------------------------------------------------------------
@@ -269,6 +356,8 @@ def lower_concat(node: NodeView, ctx: LowerContext) -> None:
 def split_sizes(node: NodeView, ctx: LowerContext, dim: int) -> list[int]:
     """Chunk sizes along the split axis for every opset's way of giving them."""
     n_out = len(node.outputs)
+    if node.opset >= 13 and ctx.has_input(1) and ctx.const(1) is None:
+        return _implied_split_sizes(node, ctx, dim)
     sizes = _const_or_attr(ctx, node, 1, "split", 13, "the split input")
     if sizes is not None and len(sizes) > 0:
         if len(sizes) != n_out or sum(sizes) != dim or min(sizes) < 0:
@@ -286,6 +375,25 @@ def split_sizes(node: NodeView, ctx: LowerContext, dim: int) -> list[int]:
     if dim % n_out:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"dimension {dim} is not divisible by {n_out} outputs")
     return [dim // n_out] * n_out
+
+
+def _implied_split_sizes(node: NodeView, ctx: LowerContext, dim: int) -> list[int]:
+    """Run-time split sizes, read from the static output shapes (one size per output)."""
+    axis = int(node.attr("axis", 0))
+    sizes = []
+    for i, name in enumerate(node.outputs):
+        if not name:
+            raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                           f"the split input is computed at run time and output {i} is unused (its size unknown)")
+        shape = _implied_shape(ctx, "the split input", i)
+        rank = len(shape)
+        a = normalize_axis(axis, rank)
+        if a is None:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {axis} is out of range for rank {rank}")
+        sizes.append(shape[a])
+    if sum(sizes) != dim:
+        raise ctx.fail(Reason.INVALID_MODEL, f"output sizes {sizes} do not add up to dimension {dim}")
+    return sizes
 
 
 # Dtypes the SPLIT / SPLIT_V kernels refuse; those splits become one STRIDED_SLICE per output.
@@ -323,11 +431,138 @@ def lower_split(node: NodeView, ctx: LowerContext) -> None:
             offset += size
 
 
+
+# -- run-time parameter helpers (int32 index arithmetic emitted into the model) -----------------
+# Run-time starts / ends / steps / pads are clamped to +-2**30 in their own dtype before any CAST
+# to int32: every value beyond a dimension's size behaves the same under ONNX's own clamping.
+_RUNTIME_CLAMP = 1 << 30
+_I32 = np.dtype(np.int32)
+# Dtypes verified for the run-time-parameter paths (STRIDED_SLICE / GATHER / SELECT_V2).
+_RUNTIME_DATA = ("float32", "int32", "int64")
+
+
+def _op2(ctx: LowerContext, opcode: str, a: Tensor, b: Tensor, dtype: np.dtype | None = None,
+         hint: str = "t") -> Tensor:
+    """A broadcasting binary op (output dtype ``a``'s unless given)."""
+    shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+    options = {"fusedActivationFunction": "NONE"} if opcode in ("ADD", "SUB", "MUL") else {}
+    return ctx.emit1(opcode, [a, b], shape, dtype or a.dtype, hint, **options)
+
+
+def _c32(ctx: LowerContext, value: np.ndarray | int | list, hint: str = "c") -> Tensor:
+    return ctx.new_const(np.asarray(value, np.int32), hint=hint)
+
+
+def _clamp(ctx: LowerContext, x: Tensor, lo: Tensor, hi: Tensor, hint: str = "clamped") -> Tensor:
+    return _op2(ctx, "MINIMUM", _op2(ctx, "MAXIMUM", x, lo, hint=hint), hi, hint=hint)
+
+
+def _select(ctx: LowerContext, cond: Tensor, a: Tensor, b: Tensor, hint: str = "select") -> Tensor:
+    shape = tuple(np.broadcast_shapes(cond.shape, a.shape, b.shape))
+    return ctx.emit1("SELECT_V2", [cond, a, b], shape, a.dtype, hint)
+
+
+def _runtime_int32(ctx: LowerContext, i: int, what: str) -> Tensor:
+    """Run-time (or constant) int input ``i`` flattened, clamped to +-2**30 and CAST to int32."""
+    t = ctx.input(i)
+    if t.dtype.name not in ("int32", "int64"):
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"{what} dtype {t.dtype.name} is not int32/int64")
+    if t.is_const:
+        v = np.clip(np.asarray(t.data, np.int64).reshape(-1), -_RUNTIME_CLAMP, _RUNTIME_CLAMP)
+        return _c32(ctx, v, hint="param")
+    if t.rank != 1:
+        t = ctx.reshape(t, (t.size,))
+    lim = np.array(_RUNTIME_CLAMP, t.dtype)
+    t = _clamp(ctx, t, ctx.new_const(-lim, hint="lo"), ctx.new_const(lim, hint="hi"), hint="param")
+    if t.dtype != _I32:
+        t = ctx.emit1("CAST", [t], t.shape, _I32, "param_i32", inDataType=t.dtype, outDataType=_I32)
+    return t
+
+
+def _runtime_axes(ctx: LowerContext, i: int, n: int, rank: int) -> tuple[Tensor, Tensor | np.ndarray]:
+    """(axes as int32 [n] in [0, rank), the normalized constant axes or None when run-time).
+
+    Run-time axes are wrapped with FLOOR_MOD (valid ONNX axes lie in [-rank, rank)).
+    """
+    value = ctx.const(i) if ctx.has_input(i) else np.arange(n)
+    if value is not None:
+        axes = _axes(ctx, _ints(value), rank)
+        if len(axes) != n:
+            raise ctx.fail(Reason.INVALID_MODEL, f"{len(axes)} axes for {n} parameters")
+        return _c32(ctx, axes, hint="axes"), np.asarray(axes, np.int64)
+    t = _runtime_int32(ctx, i, "axes")
+    if t.size != n:
+        raise ctx.fail(Reason.INVALID_MODEL, f"{t.size} axes for {n} parameters")
+    return _op2(ctx, "FLOOR_MOD", t, _c32(ctx, rank, "rank"), hint="axes"), None  # type: ignore[return-value]
+
+
+def _scatter_axes(ctx: LowerContext, axes: Tensor, values: Tensor, rank: int, hint: str) -> Tensor:
+    """An int32 [rank] vector holding ``values[i]`` at ``axes[i]`` and 0 elsewhere (SCATTER_ND)."""
+    index = ctx.reshape(axes, (axes.size, 1)) if not axes.is_const else _c32(
+        ctx, axes.data.reshape(-1, 1), hint="axes_index")
+    return ctx.emit1("SCATTER_ND", [index, values, _c32(ctx, [rank], "rank_shape")], (rank,), _I32, hint)
+
+
+def _slice_runtime(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
+    """Slice with run-time starts / ends / axes / steps -> STRIDED_SLICE with run-time int32 vectors.
+
+    ONNX's per-axis normalization (negative values count from the end; starts clamp to [0, d]
+    or [0, d-1], ends to [0, d] or [-1, d-1] by the step's sign) is emitted as int32 ops, then an
+    end of -1 ('past index 0') is written -1 - d, which LiteRT's kernel maps back to -1. Axes not
+    named keep begin 0, end d, stride 1. The output shape is the node's static output shape.
+    """
+    if x.dtype.name not in _RUNTIME_DATA:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE,
+                       f"a run-time Slice of {x.dtype.name} is not supported (verified: {', '.join(_RUNTIME_DATA)})")
+    if x.rank == 0:
+        raise ctx.fail(Reason.INVALID_MODEL, "Slice needs an input of rank >= 1")
+    out_shape = _implied_shape(ctx, "starts / ends / axes / steps")
+    _require_nonempty(ctx, out_shape)
+    starts = _runtime_int32(ctx, 1, "starts")
+    ends = _runtime_int32(ctx, 2, "ends")
+    n = starts.size
+    if ends.size != n:
+        raise ctx.fail(Reason.INVALID_MODEL, "starts and ends differ in length")
+    steps = _runtime_int32(ctx, 4, "steps") if ctx.has_input(4) else _c32(ctx, [1] * n, "steps")
+    if steps.size != n:
+        raise ctx.fail(Reason.INVALID_MODEL, "steps and starts differ in length")
+    if steps.is_const and 0 in steps.data:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "a step of 0 is not valid")
+    axes, const_dims = _runtime_axes(ctx, 3, n, x.rank)
+    all_dims = _c32(ctx, list(x.shape), "dims")
+    dims = _c32(ctx, [x.shape[int(a)] for a in const_dims], "axis_dims") if const_dims is not None else ctx.emit1(
+        "GATHER", [all_dims, axes], (n,), _I32, "axis_dims", axis=0, batchDims=0)
+    zero, one = _c32(ctx, 0, "zero"), _c32(ctx, 1, "one")
+
+    def from_end(v: Tensor, hint: str) -> Tensor:
+        return _select(ctx, _op2(ctx, "LESS", v, zero, np.dtype(np.bool_), "negative"),
+                       _op2(ctx, "ADD", v, dims, hint=hint), v, hint)
+
+    positive = _op2(ctx, "GREATER", steps, zero, np.dtype(np.bool_), "forward")
+    dims_m1 = _op2(ctx, "SUB", dims, one, hint="last")
+    s = from_end(starts, "starts")
+    s = _select(ctx, positive, _clamp(ctx, s, zero, dims), _clamp(ctx, s, zero, dims_m1), "begin")
+    e = from_end(ends, "ends")
+    e = _select(ctx, positive, _clamp(ctx, e, zero, dims), _clamp(ctx, e, _c32(ctx, -1, "m1"), dims_m1), "end")
+    e = _select(ctx, _op2(ctx, "LESS", e, zero, np.dtype(np.bool_), "before_first"),
+                _op2(ctx, "SUB", e, dims, hint="end"), e, "end")
+    begin = _scatter_axes(ctx, axes, s, x.rank, "begin_full")
+    end = _op2(ctx, "ADD", _scatter_axes(ctx, axes, _op2(ctx, "SUB", e, dims, hint="end_rel"), x.rank,
+                                         "end_rel_full"), all_dims, hint="end_full")
+    strides = _op2(ctx, "ADD", _scatter_axes(ctx, axes, _op2(ctx, "SUB", steps, one, hint="step_rel"), x.rank,
+                                             "step_rel_full"), one, hint="strides_full")
+    ctx.emit("STRIDED_SLICE", [x, begin, end, strides], [ctx.output(0, shape=out_shape)], beginMask=0,
+             endMask=0, ellipsisMask=0, newAxisMask=0, shrinkAxisMask=0)
+
+
 # -- Slice ---------------------------------------------------------------------------------------
 @lowering("Slice", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
 def lower_slice(node: NodeView, ctx: LowerContext) -> None:
     """Slice (attributes < 10, inputs >= 10; negative, clamped and reversed ranges) -> STRIDED_SLICE."""
     x = ctx.input(0)
+    if node.opset >= 10 and any(ctx.has_input(i) and ctx.const(i) is None for i in (1, 2, 3, 4)):
+        _slice_runtime(node, ctx, x)
+        return
     if node.opset < 10:
         starts, ends = _ints(node.attr("starts", [])), _ints(node.attr("ends", []))
         axes = node.attr("axes")
@@ -396,6 +631,10 @@ def lower_pad(node: NodeView, ctx: LowerContext) -> None:
     Negative pads crop first (ONNX Runtime's order), then the positive pads are applied.
     """
     x = ctx.input(0)
+    if node.opset >= 11 and (ctx.const(1) is None or (node.opset >= 18 and ctx.has_input(3)
+                                                       and ctx.const(3) is None)):
+        _pad_runtime(node, ctx, x)
+        return
     pads, mode = _pad_params(node, ctx, x.rank)
     shape = tuple(d + b + e for d, (b, e) in zip(x.shape, pads))
     _require_nonempty(ctx, shape)
@@ -438,6 +677,100 @@ def lower_pad(node: NodeView, ctx: LowerContext) -> None:
         ctx.emit("PAD", [y, paddings], [out])
     else:
         ctx.emit("PADV2", [y, paddings, value], [out])
+
+
+def _pad_runtime(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
+    """Pad with run-time pads (and axes): one GATHER per padded axis with run-time source indices.
+
+    Output position j of an axis with begin pad b, end pad e reads position ``j - b`` of the input
+    (constant mode: the pad value where that is outside [0, d), via SELECT_V2); edge / reflect /
+    wrap map it into the cropped range [max(-b, 0), d - max(-e, 0)) as ONNX defines. The output
+    shape is the node's static output shape.
+    """
+    mode = node.attr("mode", "constant")
+    known = ("constant", "reflect", "edge") + (("wrap",) if node.opset >= 19 else ())
+    if mode not in known:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Pad mode '{mode}' is not supported")
+    if x.dtype.name not in _RUNTIME_DATA:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE,
+                       f"run-time pads for {x.dtype.name} are not supported (verified: {', '.join(_RUNTIME_DATA)})")
+    if x.rank == 0:
+        raise ctx.fail(Reason.INVALID_MODEL, "Pad needs an input of rank >= 1")
+    out_shape = _implied_shape(ctx, "the pads input")
+    _require_nonempty(ctx, out_shape)
+    if len(out_shape) != x.rank:
+        raise ctx.fail(Reason.INVALID_MODEL, "the output rank differs from the input rank")
+    pads = _runtime_int32(ctx, 1, "pads")
+    if pads.size % 2:
+        raise ctx.fail(Reason.INVALID_MODEL, f"pads has an odd length {pads.size}")
+    n = pads.size // 2
+    has_axes = node.opset >= 18 and ctx.has_input(3)
+    if not has_axes and n != x.rank:
+        raise ctx.fail(Reason.INVALID_MODEL, f"pads has {pads.size} values for rank {x.rank}")
+    axes, const_axes = _runtime_axes(ctx, 3, n, x.rank) if has_axes else (None, np.arange(x.rank))
+    begins = ctx.emit1("SLICE", [pads, _c32(ctx, [0], "b0"), _c32(ctx, [n], "n")], (n,), _I32, "begins")
+    ends = ctx.emit1("SLICE", [pads, _c32(ctx, [n], "b1"), _c32(ctx, [n], "n")], (n,), _I32, "ends")
+    if const_axes is None:  # run-time axes: every axis may be padded
+        begins = _scatter_axes(ctx, axes, begins, x.rank, "begins_full")
+        ends = _scatter_axes(ctx, axes, ends, x.rank, "ends_full")
+        where = list(range(x.rank))
+    else:
+        where = [int(a) for a in const_axes]
+    value = _pad_value(node, ctx, x) if mode == "constant" else None
+    if mode == "constant" and value is None:
+        value = ctx.new_const(np.zeros((), x.dtype), hint="pad_value")
+    y = x
+    padded = [(k, a) for k, a in enumerate(where)]
+    shape = list(x.shape)
+    out = ctx.output(0, shape=out_shape)
+    for step, (k, a) in enumerate(padded):
+        b = ctx.emit1("SLICE", [begins, _c32(ctx, [k], "at"), _c32(ctx, [1], "one")], (1,), _I32, "b")
+        e = ctx.emit1("SLICE", [ends, _c32(ctx, [k], "at"), _c32(ctx, [1], "one")], (1,), _I32, "e")
+        index, valid = _pad_source_index(ctx, b, e, x.shape[a], out_shape[a], mode)
+        shape[a] = out_shape[a]
+        last = step == len(padded) - 1
+        direct = last and valid is None
+        g = ctx.emit1("GATHER", [y, index], tuple(shape), x.dtype, "pad", out if direct else None,
+                      axis=a, batchDims=0)
+        if valid is not None:
+            mask_shape = [1] * x.rank
+            mask_shape[a] = out_shape[a]
+            mask = ctx.reshape(valid, tuple(mask_shape))
+            g = ctx.emit1("SELECT_V2", [mask, g, value], tuple(shape), x.dtype, "pad", out if last else None)
+        y = g
+    if not padded:
+        copy_to(ctx, x, out)
+
+
+def _pad_source_index(ctx: LowerContext, b: Tensor, e: Tensor, d: int, out_d: int, mode: str
+                      ) -> tuple[Tensor, Tensor | None]:
+    """int32 source indices [out_d] along one axis (and, for constant mode, which are in range)."""
+    j = _c32(ctx, np.arange(out_d), "positions")
+    zero = _c32(ctx, 0, "zero")
+    src = _op2(ctx, "SUB", j, b, hint="source")
+    if mode == "constant":
+        inside = _op2(ctx, "LOGICAL_AND", _op2(ctx, "GREATER_EQUAL", src, zero, np.dtype(np.bool_), "ge"),
+                      _op2(ctx, "LESS", src, _c32(ctx, d, "dim"), np.dtype(np.bool_), "lt"), hint="inside")
+        return _clamp(ctx, src, zero, _c32(ctx, d - 1, "last")), inside
+    neg = ctx.emit1("NEG", [b], b.shape, _I32, "neg_b")
+    lo = _op2(ctx, "MAXIMUM", neg, zero, hint="lo")
+    crop_end = _op2(ctx, "MAXIMUM", ctx.emit1("NEG", [e], e.shape, _I32, "neg_e"), zero, hint="crop_end")
+    hi = _op2(ctx, "SUB", _c32(ctx, d, "dim"), crop_end, hint="hi")  # exclusive end of the cropped range
+    if mode == "edge":
+        return _clamp(ctx, src, lo, _op2(ctx, "SUB", hi, _c32(ctx, 1, "one"), hint="hi_m1")), None
+    n = _op2(ctx, "SUB", hi, lo, hint="n")
+    t = _op2(ctx, "SUB", j, _op2(ctx, "MAXIMUM", b, zero, hint="grow"), hint="offset")  # relative to lo
+    if mode == "wrap":
+        local = _op2(ctx, "FLOOR_MOD", t, _op2(ctx, "MAXIMUM", n, _c32(ctx, 1, "one"), hint="n1"), hint="local")
+    else:  # reflect: period 2(n-1); local = (n-1) - |(n-1) - t mod period|
+        n_m1 = _op2(ctx, "SUB", n, _c32(ctx, 1, "one"), hint="n_m1")
+        period = _op2(ctx, "MAXIMUM", _op2(ctx, "ADD", n_m1, n_m1, hint="period"), _c32(ctx, 1, "one"),
+                      hint="period")
+        m = _op2(ctx, "FLOOR_MOD", t, period, hint="phase")
+        dist = _op2(ctx, "SUB", n_m1, m, hint="dist")
+        absd = _op2(ctx, "MAXIMUM", dist, ctx.emit1("NEG", [dist], dist.shape, _I32, "neg_dist"), hint="abs")
+        local = _op2(ctx, "SUB", n_m1, absd, hint="local")
+    return _op2(ctx, "ADD", lo, local, hint="index"), None
 
 
 def _merge_unpadded_dims(ctx: LowerContext, x: Tensor, grow: list[tuple[int, int]]
