@@ -16,20 +16,20 @@ Where is op X lowered? ``grep -rn '"X"' onnx2litert/lower/ops`` — each module 
 - logic:         Equal, Greater(OrEqual), Less(OrEqual), And, Or, Xor, Not, Where, IsNaN, IsInf, Sign,
                  BitShift, BitwiseAnd/Or/Xor/Not
 - attention:     Attention (opset 23)
-- transformer:   RotaryEmbedding, SwiGLU, LinearAttention, CausalConvWithState
-- array_ops:     CumProd, ReverseSequence, Unique, Scatter, CenterCropPad, Col2Im, AffineGrid, TensorScatter,
-                 BitCast, Det, Hardmax
+- transformer:   RotaryEmbedding, Swish, SwiGLU, CausalConvWithState
+- array_ops:     CumProd, ReverseSequence, CenterCropPad, Col2Im, AffineGrid, TensorScatter,
+                 BitCast, Det, Hardmax, MaxUnpool, LpPool
 - loss:          SoftmaxCrossEntropyLoss, NegativeLogLikelihoodLoss
 - vision:        GridSample, RoiAlign, NonMaxSuppression
 - signal:        DFT, STFT
 - indexing:      ArgMax, ArgMin, GatherND, GatherElements, ScatterND, ScatterElements, OneHot, TopK, CumSum,
-                 Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress
+                 Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress, Scatter (opset 9-10)
 - quantized:     QuantizeLinear, DequantizeLinear, QLinearConv, QLinearMatMul, QLinearAdd, QLinearMul,
                  QLinearAveragePool, QLinearConcat, MatMulInteger, ConvInteger, DynamicQuantizeLinear
 - rnn:           LSTM, GRU, RNN
 - control_flow:  If (IF with then/else subgraphs), Loop (unrolled, or WHILE), Scan (unrolled)
 - math_unary:    Floor, Ceil, Round, Mod, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh
 """
-from . import (activation, attention, control_flow, conv, elementwise, indexing, logic, loss,  # noqa: F401
+from . import (activation, array_ops, attention, control_flow, conv, elementwise, indexing, logic, loss,  # noqa: F401
                math_unary, matmul, normalization, pool, quantized, reduce, resize, rnn, signal, tensor,
                transformer, vision)

@@ -1,0 +1,150 @@
+"""RotaryEmbedding, Swish, SwiGLU, CausalConvWithState: LiteRT vs ONNX Runtime (or the ONNX reference
+evaluator where ONNX Runtime does not implement the opset yet)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+from onnx.reference import ReferenceEvaluator
+
+import onnx2litert
+from onnx2litert.evaluate import run_tflite
+from onnx2litert.lower.registry import REGISTRY
+from tests.helpers import _assert_match, check_model, expect_failure, make_model, single_op_model
+
+F32 = np.float32
+
+
+def check_reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray], tol: float = 1e-5) -> None:
+    """Like check_model, with onnx's reference evaluator as the oracle (ONNX Runtime lacks the opset)."""
+    onnx.checker.check_model(model)
+    result = onnx2litert.convert(model)
+    names = [o.name for o in model.graph.output]
+    expected = dict(zip(names, ReferenceEvaluator(model).run(None, feeds)))
+    for use_default_delegates in (True, False):
+        got = run_tflite(result.artifacts["float32"], feeds, use_default_delegates=use_default_delegates)
+        _assert_match(expected, got, tol)
+
+
+def _rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    return rng.standard_normal(shape).astype(F32)
+
+
+# -- registry: definitions newer than VERIFIED_OPSET are found -------------------------------------
+@pytest.mark.parametrize("op,opset", [("Swish", 24), ("Swish", 28), ("SwiGLU", 28), ("RotaryEmbedding", 23),
+                                      ("RotaryEmbedding", 26), ("CausalConvWithState", 27)])
+def test_registered(op: str, opset: int) -> None:
+    assert REGISTRY.find("", op, opset) is not None
+
+
+# -- Swish / SwiGLU --------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [None, 1.702])
+def test_swish(alpha: float | None) -> None:
+    attrs = {} if alpha is None else {"alpha": alpha}
+    model = single_op_model("Swish", [("x", F32, [2, 3, 4])], [2, 3, 4], opset=24, **attrs)
+    check_model(model, {"x": (_rand(np.random.default_rng(0), 2, 3, 4) * 4).astype(F32)})
+
+
+@pytest.mark.parametrize("alpha", [None, 0.5])
+def test_swiglu(alpha: float | None) -> None:
+    attrs = {} if alpha is None else {"alpha": alpha}
+    model = single_op_model("SwiGLU", [("a", F32, [2, 5]), ("b", F32, [2, 5])], [2, 5], opset=28, **attrs)
+    rng = np.random.default_rng(1)
+    check_reference(model, {"a": _rand(rng, 2, 5) * 3, "b": _rand(rng, 2, 5)})
+
+
+def test_swiglu_float16_refused() -> None:
+    model = single_op_model("SwiGLU", [("a", np.float16, [2, 5]), ("b", np.float16, [2, 5])], [2, 5], opset=28)
+    expect_failure(model, "unsupported_dtype")
+
+
+# -- RotaryEmbedding -------------------------------------------------------------------------------
+def _rope_model(x_shape: list[int], cache_shape: list[int], pos_shape: list[int] | None,
+                **attrs: object) -> onnx.ModelProto:
+    inputs = [("x", F32, x_shape), ("cos", F32, cache_shape), ("sin", F32, cache_shape)]
+    if pos_shape is not None:
+        inputs.append(("pos", np.int64, pos_shape))
+    return single_op_model("RotaryEmbedding", inputs, x_shape, opset=23, **attrs)
+
+
+def _rope_feeds(model: onnx.ModelProto, max_pos: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for vi in model.graph.input:
+        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        if vi.name == "pos":
+            feeds["pos"] = rng.integers(0, max_pos, shape).astype(np.int64)
+        elif vi.name in ("cos", "sin"):
+            angle = rng.uniform(0, 6.3, shape).astype(F32)
+            feeds[vi.name] = (np.cos(angle) if vi.name == "cos" else np.sin(angle)).astype(F32)
+        else:
+            feeds[vi.name] = _rand(rng, *shape)
+    return feeds
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+@pytest.mark.parametrize("rot_dim", [0, 4])
+@pytest.mark.parametrize("with_pos", [True, False])
+def test_rotary_embedding_4d(interleaved: int, rot_dim: int, with_pos: bool) -> None:
+    b, h, s, d = 2, 3, 4, 8
+    half = (rot_dim or d) // 2
+    model = _rope_model([b, h, s, d], [10, half] if with_pos else [b, s, half], [b, s] if with_pos else None,
+                        interleaved=interleaved, rotary_embedding_dim=rot_dim)
+    check_model(model, _rope_feeds(model, 10))
+
+
+@pytest.mark.parametrize("interleaved", [0, 1])
+def test_rotary_embedding_3d_num_heads(interleaved: int) -> None:
+    b, s, heads, d = 2, 3, 2, 6
+    model = _rope_model([b, s, heads * d], [7, d // 2], [b, s], interleaved=interleaved, num_heads=heads)
+    check_model(model, _rope_feeds(model, 7, seed=3))
+
+
+def test_rotary_embedding_constant_caches() -> None:
+    """Constant caches with run-time position ids: a GATHER from a constant table."""
+    b, h, s, d = 1, 2, 3, 4
+    rng = np.random.default_rng(5)
+    angle = rng.uniform(0, 6.3, (6, d // 2)).astype(F32)
+    model = single_op_model("RotaryEmbedding", [("x", F32, [b, h, s, d]), ("pos", np.int64, [b, s])], [b, h, s, d],
+                            opset=23, input_names=["x", "cos", "sin", "pos"],
+                            initializers={"cos": np.cos(angle), "sin": np.sin(angle)})
+    check_model(model, {"x": _rand(rng, b, h, s, d), "pos": np.array([[5, 0, 2]], np.int64)})
+
+
+def test_rotary_embedding_3d_without_num_heads_fails() -> None:
+    model = _rope_model([1, 2, 8], [4, 4], [1, 2])
+    expect_failure(model, "invalid_model")
+
+
+# -- CausalConvWithState ---------------------------------------------------------------------------
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("with_past", [False, True])
+@pytest.mark.parametrize("activation", [None, "silu", "swish"])
+def test_causal_conv_with_state(k: int, with_bias: bool, with_past: bool, activation: str | None) -> None:
+    b, c, length = 2, 3, 5
+    rng = np.random.default_rng(k + 2 * with_bias + 4 * with_past)
+    inputs = [("x", F32, [b, c, length]), ("w", F32, [c, 1, k])]
+    feeds = {"x": _rand(rng, b, c, length), "w": _rand(rng, c, 1, k)}
+    names = ["x", "w", "", ""]
+    if with_bias:
+        inputs.append(("bias", F32, [c]))
+        feeds["bias"] = _rand(rng, c)
+        names[2] = "bias"
+    if with_past:
+        inputs.append(("past", F32, [b, c, k - 1]))
+        feeds["past"] = _rand(rng, b, c, k - 1)
+        names[3] = "past"
+    attrs = {} if activation is None else {"activation": activation}
+    node = helper.make_node("CausalConvWithState", names, ["y", "state"], **attrs)
+    out_specs = [("y", F32, [b, c, length]), ("state", F32, [b, c, k - 1])]
+    model = make_model([node], inputs, out_specs, opset=27)
+    check_reference(model, feeds)
+
+
+def test_causal_conv_k1_with_state_output_fails() -> None:
+    node = helper.make_node("CausalConvWithState", ["x", "w"], ["y", "state"])
+    model = make_model([node], [("x", F32, [1, 2, 3]), ("w", F32, [2, 1, 1])],
+                       [("y", F32, [1, 2, 3]), ("state", F32, [1, 2, 0])], opset=27)
+    expect_failure(model, "unsupported_attribute_value")
