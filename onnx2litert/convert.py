@@ -18,12 +18,12 @@ from .evaluate.runtime import LAYOUT_METADATA
 from .export import export_model
 from .frontend import PreparedGraph, prepare
 from .lower import REGISTRY, lower_graph
+from .dynamic import NotGeneral, fallback_or_fail, generalize, plan_dynamic, representative_hint
 from .options import ConversionOptions
 from .passes import run_passes
 from .quantize import (collect_ranges, load_samples, quantize_integer, ranges_by_position, to_dynamic_range,
                        to_float16_weights)
 from .report import op_coverage_report
-from .export.deferred import float16_weights_deferred
 from .export.flatbuffer import FileImage
 from .split.large_export import IN_MEMORY_LIMIT, constant_bytes, prepare_export
 from .split.pipeline import run_split, threshold_error
@@ -103,18 +103,25 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
             "the tf_converter backend is not installed in this build; use --tflite_backend flatbuffer_direct"))
 
     t0 = time.perf_counter()
+    # Symbolic input dims that stay dynamic: the pipeline runs at their representative sizes
+    # (point_opts fixes them like -ois), then onnx2litert.dynamic generalizes the result.
+    plan = plan_dynamic(source, opts)
+    point_opts = plan.options_at(opts, plan.points()[0]) if plan else opts
     try:
-        prepared = prepare(source, opts)
+        prepared = prepare(source, point_opts)
     except ConversionError as exc:
+        hint = representative_hint(plan)
+        if hint:  # a dim converted at --dynamic_dim_default: say how to choose another size
+            exc = ConversionError(exc.issues + hint, exc.report)
         if opts.report_op_coverage and out_dir is not None and result.stem:
             report = op_coverage_report(result.stem, None, [], exc.issues, REGISTRY, _options_summary(opts))
             _write_json(out_dir, f"{result.stem}_op_coverage_report.json", report)
             exc.report = report
-        raise
+        raise exc
     result.timings["frontend_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    lowered = lower_graph(prepared, opts)
+    lowered = lower_graph(prepared, point_opts)
     result.timings["lower_s"] = time.perf_counter() - t0
     coverage = op_coverage_report(result.stem, prepared.opset, lowered.records, lowered.issues, REGISTRY,
                                   _options_summary(opts))
@@ -124,15 +131,17 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
             result.report_paths["op_coverage"] = _write_json(
                 out_dir, f"{result.stem}_op_coverage_report.json", coverage)
     if lowered.issues:
-        raise ConversionError(lowered.issues, coverage)
+        raise ConversionError(lowered.issues + representative_hint(plan), coverage)
 
     model = lowered.model
     result.io_layout = lowered.io_layout
     model.metadata[LAYOUT_METADATA] = json.dumps(lowered.io_layout, sort_keys=True).encode()
     t0 = time.perf_counter()
     if opts.optimize:
-        run_passes(model, opts)
+        run_passes(model, point_opts)
     result.timings["passes_s"] = time.perf_counter() - t0
+    if plan is not None and plan.symbols:
+        _generalize(plan, source, opts, model, result)
     result.op_counts = dict(sorted(Counter(op.opcode for op in model.main.operators).items()))
 
     t0 = time.perf_counter()
@@ -144,7 +153,7 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
         # A large model's fp16 weights are converted chunk by chunk while being written,
         # instead of holding a second (half-size) copy of every weight.
         large = constant_bytes(model) > IN_MEMORY_LIMIT
-        fp16 = float16_weights_deferred(model) if large else to_float16_weights(model)
+        fp16 = to_float16_weights(model, deferred=large)
         _emit(result, "float16", prepare_export(fp16, threshold), out_dir)
         del fp16
     result.timings["export_s"] = time.perf_counter() - t0
@@ -167,6 +176,19 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
             raise failed[opts.eval_target_tflite]
         _evaluate(source, prepared, opts, result, out_dir)
     return result
+
+
+def _generalize(plan, source: ModelSource, opts: ConversionOptions, model, result: ConversionResult) -> None:
+    """Keep the plan's symbolic dims dynamic (onnx2litert.dynamic); batch-only plans fall back with a warning."""
+    t0 = time.perf_counter()
+    report = {**plan.summary(), "dynamic": True}
+    try:
+        generalize(plan, source, opts, model, result.io_layout)
+    except NotGeneral as exc:
+        report.update(dynamic=False, reason=str(exc))
+        result.warnings.append(fallback_or_fail(plan, str(exc)))
+    result.reports["dynamic_shapes"] = report
+    result.timings["dynamic_s"] = time.perf_counter() - t0
 
 
 def _emit(result: ConversionResult, variant: str, image: FileImage, out_dir: Path | None) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import os
 
 import numpy as np
@@ -38,7 +39,7 @@ def run_onnx(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray]) -> 
     return dict(zip(names, sess.run(names, feeds)))
 
 
-def read_layout(tflite: bytes) -> dict:
+def read_layout(tflite: bytes | mmap.mmap) -> dict:
     """The I/O layout mapping stored in the model's metadata ({} if absent)."""
     from ai_edge_litert import schema_py_generated as S
 
@@ -60,12 +61,16 @@ def run_tflite(model: str | os.PathLike | bytes, feeds: dict[str, np.ndarray], n
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    data = bytes(model) if isinstance(model, (bytes, bytearray)) else open(model, "rb").read()
-    layout = read_layout(data)
     # XNNPACK is LiteRT's default CPU path; the builtin kernels alone are the reference path.
     kw = {} if use_default_delegates else {
         "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
-    interp = Interpreter(model_content=data, num_threads=num_threads, **kw)
+    if isinstance(model, (bytes, bytearray)):
+        layout = read_layout(bytes(model))
+        interp = Interpreter(model_content=bytes(model), num_threads=num_threads, **kw)
+    else:  # from a path LiteRT memory-maps the file: no copy of a large model in this process
+        with open(model, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            layout = read_layout(mapped)
+        interp = Interpreter(model_path=str(model), num_threads=num_threads, **kw)
     runner = interp.get_signature_runner("serving_default")
     in_layout = layout.get("inputs", {})
     args = {}

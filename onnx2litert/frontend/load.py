@@ -4,9 +4,17 @@ Weights leave the protobuf as soon as they are read: :func:`load_graph` returns 
 *without* initializers plus a ``name -> numpy array`` dict, so a large model is never held
 twice (once as protobuf bytes, once as arrays). The caller's ModelProto and files are only
 read, never modified.
+
+External-data initializers of at least :data:`MAP_MIN_BYTES` are memory-mapped, not read:
+the array is a read-only view of the data file (one mapping per file), so a model with
+W bytes of weights costs no anonymous memory to load and its pages are shared with the OS
+page cache; export drops a weight's pages again once it is written
+(:func:`onnx2litert.export.flatbuffer.release_pages`). Like the arrays decoded from inline
+``raw_data``, they are read-only: a pass that wants other values makes a new array.
 """
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -20,6 +28,13 @@ MIN_OPSET = 7
 MAX_OPSET = onnx.defs.onnx_opset_version()  # newer ops are checked node by node (lower.registry)
 
 ModelSource = str | os.PathLike | bytes | bytearray | onnx.ModelProto
+
+#: External-data initializers this large (bytes) are memory-mapped; smaller ones are read.
+MAP_MIN_BYTES = 1 << 20
+# ONNX element types whose external bytes are exactly numpy's little-endian layout.
+_MAPPABLE = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8,
+             onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.UINT8,
+             onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64, onnx.TensorProto.BOOL}
 
 
 def _invalid(msg: str) -> ConversionError:
@@ -174,11 +189,49 @@ def _to_array(tensor: onnx.TensorProto, what: str) -> np.ndarray:
         raise _invalid(f"{what}: initializer '{tensor.name}' cannot be decoded ({exc})") from None
 
 
+def _map_external(tensor: onnx.TensorProto, base: Path, maps: dict[Path, mmap.mmap]) -> np.ndarray | None:
+    """A read-only memory map of a large external initializer (None: read it instead).
+
+    Only plain numeric types are mapped (their file bytes are the array's bytes); the
+    mapping of each data file is opened once and shared by its tensors.
+    """
+    if tensor.data_type not in _MAPPABLE:
+        return None
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).newbyteorder("<")
+    shape = tuple(int(d) for d in tensor.dims)
+    count = int(np.prod(shape, dtype=np.int64))
+    need = count * dtype.itemsize
+    if need < MAP_MIN_BYTES:
+        return None
+    info = external_data_helper.ExternalDataInfo(tensor)
+    target = _safe_target(tensor, base)
+    offset = int(info.offset or 0)
+    if info.length and int(info.length) != need:
+        raise _invalid(f"external data for tensor '{tensor.name}' has {info.length} bytes; its shape "
+                       f"{list(shape)} and type need {need}")
+    try:
+        mapped = maps.get(target)
+        if mapped is None:
+            with open(target, "rb") as f:
+                mapped = maps[target] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        raise _invalid(f"cannot map external data for tensor '{tensor.name}': {exc}") from None
+    if offset + need > len(mapped):
+        raise _invalid(f"external data for tensor '{tensor.name}' is truncated: wanted {need} bytes at offset "
+                       f"{offset} of {target}, which has {len(mapped)}")
+    return np.frombuffer(mapped, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
 def _arrays(tensors: object, base: Path | None, what: str, clear: bool) -> dict[str, np.ndarray]:
     """Initializers to arrays; with ``clear`` each proto's bytes are dropped once converted."""
     out: dict[str, np.ndarray] = {}
+    maps: dict[Path, mmap.mmap] = {}
     for tensor in tensors:
         if base is not None and external_data_helper.uses_external_data(tensor):
+            mapped = _map_external(tensor, base, maps)
+            if mapped is not None:
+                out[tensor.name] = mapped
+                continue
             _inline(tensor, base)
         out[tensor.name] = _to_array(tensor, what)
         if clear:

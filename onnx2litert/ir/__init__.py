@@ -1,4 +1,4 @@
 """The LiteRT-level graph the lowerings build and the passes rewrite."""
-from .graph import Model, Operator, Quantization, Subgraph, Tensor
+from .graph import DeferredCast, Model, Operator, Quantization, Subgraph, Tensor
 
-__all__ = ["Model", "Operator", "Quantization", "Subgraph", "Tensor"]
+__all__ = ["DeferredCast", "Model", "Operator", "Quantization", "Subgraph", "Tensor"]

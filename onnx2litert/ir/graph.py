@@ -11,6 +11,26 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class DeferredCast:
+    """Constant data computed on demand: ``source.astype(dtype)``, one chunk at a time.
+
+    Stands in for ``Tensor.data`` in a model that goes straight to export (e.g. the float16
+    variant of a large model), so the converted copy of every weight never exists at once.
+    Offers what export and the split planner read: ``shape``, ``dtype``, ``size``, ``nbytes``.
+    """
+
+    def __init__(self, source: np.ndarray, dtype: np.dtype | type):
+        self.source = source
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(source.shape)
+        self.size = int(source.size)
+        self.nbytes = self.size * self.dtype.itemsize
+
+    def materialize(self) -> np.ndarray:
+        """The whole converted array (for tests and small tensors)."""
+        return self.source.astype(self.dtype)
+
+
 @dataclass(eq=False)
 class Quantization:
     """Affine quantization parameters (per tensor when scale has one element)."""

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConversionError, Issue, Reason
+from ..export.flatbuffer import FileImage
 from ..ir import Model
 from .extract import Part, build_part, io_record, signature_names
-from .large_export import DEFAULT_EXTERNAL_THRESHOLD, export_model_auto
+from .large_export import DEFAULT_EXTERNAL_THRESHOLD, prepare_export
 from .planner import MODEL_OVERHEAD, OPERATOR_OVERHEAD, TENSOR_OVERHEAD, SplitPlan, plan_split, tensor_bytes
 
 PLAN_FORMAT = "onnx2litert_split_plan"
@@ -21,15 +22,28 @@ _MAX_ATTEMPTS = 4
 
 @dataclass
 class SplitOutput:
-    """What splitting produced: part files (name -> bytes, in run order), plan and manifest."""
+    """What splitting produced: the laid-out part files (name -> image, in run order), plan
+    and manifest.
+
+    ``images`` are not yet serialized: stream each with ``image.write_file(path)`` or get
+    bytes with ``image.to_bytes()``; ``parts`` caches bytes already made (see :meth:`materialize`).
+    """
 
     plan: dict
     manifest: dict | None
+    images: dict[str, FileImage] = field(default_factory=dict)
     parts: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def split(self) -> bool:
-        return bool(self.parts)
+        return bool(self.images)
+
+    def materialize(self) -> dict[str, bytes]:
+        """Every part as bytes (all in memory at once: for small models and tests)."""
+        for name, image in self.images.items():
+            if name not in self.parts:
+                self.parts[name] = image.to_bytes()
+        return self.parts
 
 
 def part_file_name(stem: str, index: int) -> str:
@@ -39,7 +53,7 @@ def part_file_name(stem: str, index: int) -> str:
 
 def split_model(model: Model, stem: str, io_layout: dict, target_bytes: int, max_bytes: int,
                 external_threshold: int = DEFAULT_EXTERNAL_THRESHOLD) -> SplitOutput:
-    """Plan, build and export the parts of ``model`` (the optimized float IR).
+    """Plan, build and lay out the parts of ``model`` (the optimized float IR).
 
     When the whole model fits the target no parts are produced; the plan then has one
     partition and ``split_required`` false, and the manifest is ``None``.
@@ -54,8 +68,9 @@ def split_model(model: Model, stem: str, io_layout: dict, target_bytes: int, max
         if not plan.needs_split:
             return SplitOutput(_plan_report(stem, plan, names, [], [], attempts, target_bytes), None)
         parts = [build_part(model, p.start, p.end, names, io_layout) for p in plan.partitions]
-        data = [export_model_auto(part.model, external_threshold) for part in parts]
-        largest = max(len(d) for d in data)
+        # Laid out only (exact sizes, no data copied): parts are streamed to files later.
+        images = [prepare_export(part.model, external_threshold) for part in parts]
+        largest = max(image.size for image in images)
         if largest <= max_bytes:
             break
         if attempts >= _MAX_ATTEMPTS:
@@ -65,9 +80,10 @@ def split_model(model: Model, stem: str, io_layout: dict, target_bytes: int, max
                 f"--tflite_split_max_bytes {max_bytes}"))
         target = max(1, int(target * max_bytes / largest * 0.95))
     files = [part_file_name(stem, i + 1) for i in range(len(parts))]
-    report = _plan_report(stem, plan, names, parts, data, attempts, target_bytes)
-    manifest = _manifest(stem, model, io_layout, parts, files, data)
-    return SplitOutput(report, manifest, dict(zip(files, data)))
+    sizes = [image.size for image in images]
+    report = _plan_report(stem, plan, names, parts, sizes, attempts, target_bytes)
+    manifest = _manifest(stem, model, io_layout, parts, files, sizes)
+    return SplitOutput(report, manifest, dict(zip(files, images)))
 
 
 def _sources(parts: list[Part]) -> dict[str, int]:
@@ -87,7 +103,7 @@ def _edges(parts: list[Part], model_outputs: set[str]) -> list[dict]:
     return [{"from": src, "to": dst, "tensors": tensors} for (src, dst), tensors in grouped.items()]
 
 
-def _plan_report(stem: str, plan: SplitPlan, names: dict[int, str], parts: list[Part], data: list[bytes],
+def _plan_report(stem: str, plan: SplitPlan, names: dict[int, str], parts: list[Part], sizes: list[int],
                  attempts: int, requested_target: int) -> dict:
     chosen = set(plan.chosen_cuts)
     partitions = []
@@ -97,7 +113,7 @@ def _plan_report(stem: str, plan: SplitPlan, names: dict[int, str], parts: list[
                  "num_ops": p.end - p.start, "estimated_bytes": p.estimated_bytes,
                  "constant_bytes": p.constant_bytes}
         if parts:
-            entry["actual_bytes"] = len(data[i])
+            entry["actual_bytes"] = sizes[i]
             entry["inputs"] = [io.name for io in parts[i].inputs]
             entry["outputs"] = [io.name for io in parts[i].outputs]
         partitions.append(entry)
@@ -123,7 +139,7 @@ def _plan_report(stem: str, plan: SplitPlan, names: dict[int, str], parts: list[
 
 
 def _manifest(stem: str, model: Model, io_layout: dict, parts: list[Part], files: list[str],
-              data: list[bytes]) -> dict:
+              sizes: list[int]) -> dict:
     produced = _sources(parts)
     in_layout = io_layout.get("inputs", {})
     out_layout = io_layout.get("outputs", {})
@@ -142,7 +158,7 @@ def _manifest(stem: str, model: Model, io_layout: dict, parts: list[Part], files
             rec = io_record(p)
             rec["source"] = produced.get(p.name, "model_input")
             ins.append(rec)
-        entries.append({"index": i, "file": file, "bytes": len(data[i - 1]),
+        entries.append({"index": i, "file": file, "bytes": sizes[i - 1],
                         "inputs": ins, "outputs": [io_record(p) for p in part.outputs]})
     return {"format": MANIFEST_FORMAT, "version": FORMAT_VERSION, "model": stem,
             "num_parts": len(parts), "inputs": inputs, "outputs": outputs, "parts": entries}

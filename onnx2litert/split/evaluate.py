@@ -12,15 +12,17 @@ from ..options import SPLIT_EVAL_REFERENCES
 from .runner import run_split_models
 
 
-def evaluate_split(manifest: Mapping, models: Mapping[str, bytes],
+def evaluate_split(manifest: Mapping, models: Mapping[str, bytes | str | os.PathLike],
                    input_specs: list[tuple[str, tuple[int, ...], np.dtype]], *, reference: str = "onnx",
-                   onnx_model: str | os.PathLike | bytes | None = None, unsplit_tflite: bytes | None = None,
+                   onnx_model: str | os.PathLike | bytes | None = None,
+                   unsplit_tflite: bytes | str | os.PathLike | None = None,
                    num_samples: int = 1, seed: int = 0, cosine_threshold: float = 0.999,
                    max_abs_threshold: float | None = None) -> dict:
     """Run the chained parts and the reference on the same seeded inputs; return the report.
 
     The report has the accuracy report's fields (``per_output``, ``overall``, ``thresholds``,
-    ``pass``...) plus ``reference`` and the part list.
+    ``pass``...) plus ``reference`` and the part list. ``models`` maps part file names to
+    bytes or to file paths (large parts are run from their files).
     """
     if reference not in SPLIT_EVAL_REFERENCES:
         raise ValueError(f"reference must be one of {SPLIT_EVAL_REFERENCES}, got {reference!r}")

@@ -20,13 +20,14 @@ def load_manifest(manifest: str | os.PathLike | Mapping) -> tuple[dict, Path | N
 
 
 def run_split_models(manifest: str | os.PathLike | Mapping, feeds: Mapping[str, np.ndarray], *,
-                     models: Mapping[str, bytes] | None = None, base_dir: str | os.PathLike | None = None,
+                     models: Mapping[str, bytes | str | os.PathLike] | None = None,
+                     base_dir: str | os.PathLike | None = None,
                      num_threads: int = 1, use_default_delegates: bool = True) -> dict[str, np.ndarray]:
     """Run the parts listed in a split manifest in order and return the model's outputs.
 
     ``feeds`` are the original model inputs in ONNX layout, keyed by ONNX name (as for
     :func:`onnx2litert.run_tflite`); outputs come back in ONNX layout keyed by ONNX name.
-    Part files are read from ``models`` (file name -> bytes) when given, else from
+    Part files are read from ``models`` (file name -> bytes or path) when given, else from
     ``base_dir`` (default: the manifest's folder, or the current folder for a dict).
     Values are dropped as soon as no later part reads them.
     """
