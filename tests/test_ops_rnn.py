@@ -216,12 +216,7 @@ def test_longer_sequence_op_count():
 
 # -- unsupported cases ---------------------------------------------------------------------------
 
-def test_non_constant_weights():
-    expect_failure(rnn_model("LSTM", weights_as_inputs=True), "requires_constant_input")
-
-
-def test_non_constant_sequence_lens():
-    expect_failure(rnn_model("GRU", seq_lens=[3, 2], seq_lens_as_input=True), "requires_constant_input")
+# Runtime W/R/B/P and sequence_lens: tests/test_ops_rnn2.py.
 
 
 def test_zero_sequence_length():

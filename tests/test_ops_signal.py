@@ -61,10 +61,31 @@ def test_irfft_matches_numpy():
         assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
 
 
-def test_dft_runtime_axis_fails():
-    node = helper.make_node("DFT", ["x", "", "axis"], ["y"])
-    model = make_model([node], [("x", np.float32, [1, 4, 4, 1]), ("axis", np.int64, [])],
+@pytest.mark.parametrize("axis", [1, 2, -2, -3])
+@pytest.mark.parametrize("channels,inverse", [(1, 0), (2, 0), (2, 1)])
+def test_dft_runtime_axis_selects(axis, channels, inverse):
+    """(1, 4, 4, c) -> (1, 4, 4, 2) fits axis 1 and 2: both are computed, the axis value SELECTs."""
+    node = helper.make_node("DFT", ["x", "", "axis"], ["y"], inverse=inverse)
+    model = make_model([node], [("x", np.float32, [1, 4, 4, channels]), ("axis", np.int64, [])],
                        [("y", np.float32, [1, 4, 4, 2])], opset=20)
+    x = np.random.default_rng(0).standard_normal([1, 4, 4, channels]).astype(np.float32)
+    check_model(model, {"x": x, "axis": np.array(axis, np.int64)})
+
+
+def test_dft_runtime_axis_and_implied_length():
+    """A run-time dft_length the output shape fixes (here 4 along either axis) is fine."""
+    node = helper.make_node("DFT", ["x", "n", "axis"], ["y"])
+    model = make_model([node], [("x", np.float32, [1, 4, 4, 1]), ("n", np.int64, []), ("axis", np.int64, [])],
+                       [("y", np.float32, [1, 4, 4, 2])], opset=20)
+    x = np.random.default_rng(1).standard_normal([1, 4, 4, 1]).astype(np.float32)
+    check_model(model, {"x": x, "n": np.array(4, np.int64), "axis": np.array(2, np.int64)})
+
+
+def test_dft_runtime_axis_and_ambiguous_length_fails():
+    """RFFT to 4 bins: dft_length 6 or 7, which the shape cannot tell apart."""
+    node = helper.make_node("DFT", ["x", "n", "axis"], ["y"], onesided=1)
+    model = make_model([node], [("x", np.float32, [1, 7, 7, 1]), ("n", np.int64, []), ("axis", np.int64, [])],
+                       [("y", np.float32, [1, 4, 7, 2])], opset=20)
     expect_failure(model, "requires_constant_input")
 
 

@@ -129,7 +129,8 @@ def _fix_input_shapes(model: onnx.ModelProto, inputs: list[str], options: Conver
             continue
         dims = tt.shape.dim
         for axis, d in enumerate(dims):
-            if d.HasField("dim_value") and d.dim_value > 0:
+            # dim_value 0 is a declared zero-sized dim (ONNX allows them), not an unknown one.
+            if d.HasField("dim_value") and d.dim_value >= 0:
                 continue
             if axis == 0:
                 d.Clear()
@@ -139,7 +140,8 @@ def _fix_input_shapes(model: onnx.ModelProto, inputs: list[str], options: Conver
                 problems.append(Issue(
                     Reason.DYNAMIC_SHAPE_UNSUPPORTED,
                     f"input '{vi.name}' has a symbolic dim '{label}' at axis {axis}; fix it with "
-                    f"-ois {vi.name}:" + ",".join(str(x.dim_value) if x.dim_value > 0 else "N" for x in dims)))
+                    f"-ois {vi.name}:" + ",".join(str(x.dim_value) if x.HasField("dim_value") else "N"
+                                                  for x in dims)))
     if problems:
         raise ConversionError(problems)
 

@@ -199,6 +199,9 @@ def _lower_nodes(prepared: PreparedGraph, builder: GraphBuilder) -> tuple[list[N
         entry = REGISTRY.find(node.domain, node.op_type, opset)
         error: LoweringError | None = None
         blocked = any(n and n not in builder.values and n not in builder.constants for n in node.input)
+        if not blocked and _empty_outputs_as_constants(node, builder):
+            record.message = "every output is zero-sized: written as empty constants"
+            continue
         if entry is None and REGISTRY.knows(node.domain, node.op_type):
             # A lowering exists for other opsets: its semantics may differ here, so no custom op.
             error = LoweringError(Reason.UNSUPPORTED_OPSET, f"no lowering for {node.op_type} at opset {opset}" + (
@@ -305,8 +308,28 @@ def _check_dtype(entry, ctx: LowerContext) -> None:
                        f"input {i} has dtype {dtype}; this lowering accepts {', '.join(entry.dtypes)}")
 
 
+def _empty_outputs_as_constants(node: onnx.NodeProto, builder: GraphBuilder) -> bool:
+    """A node whose every output has a static zero-sized shape computes no values: its outputs are
+    exactly empty constants, whatever the op (so no lowering needs to handle that case)."""
+    outs = [o for o in node.output if o]
+    shapes = [builder.shapes.get(o) for o in outs]
+    if not outs or any(sh is None or 0 not in sh for sh in shapes) or any(o not in builder.dtypes for o in outs):
+        return False
+    for name, shape in zip(outs, shapes):
+        dtype = builder.dtypes[name]
+        builder.values[name] = Tensor(builder.unique(name), tuple(shape), dtype, data=np.zeros(shape, dtype))
+    return True
+
+
 def _check_static_inputs(entry, ctx: LowerContext) -> None:
-    """Lowerings compute with static shapes; a data-dependent input shape needs an opt-in."""
+    """Lowerings compute with static shapes; a data-dependent input shape needs an opt-in, and so
+    does a zero-sized input (not every LiteRT kernel is safe on one)."""
+    if not entry.zero_size_inputs:
+        for i in range(len(ctx.node.inputs)):
+            if ctx.has_input(i) and 0 in ctx.input(i).shape:
+                raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                               f"input {i} is zero-sized; the {ctx.node.op_type} lowering does not accept "
+                               f"zero-sized tensors")
     if entry.dynamic_inputs:
         return
     for i in range(len(ctx.node.inputs)):

@@ -41,6 +41,7 @@ class Lowering:
     verified: tuple[str, ...] = F32
     dtype_input: int | None = 0  # which input's dtype is checked (None: no check)
     dynamic_inputs: bool = False  # accepts inputs whose shape_signature has -1 (data-dependent) dims
+    zero_size_inputs: bool = False  # accepts inputs with a zero-sized dim
 
     def covers(self, opset: int) -> bool:
         return self.since <= opset and (self.until is None or opset <= self.until)
@@ -56,12 +57,24 @@ class Registry:
         self._entries.setdefault((entry.domain, entry.op_type), []).append(entry)
 
     def find(self, domain: str, op_type: str, opset: int) -> Lowering | None:
-        """The lowering for ``op_type`` at ``opset``, or None (no lowering, or a newer definition)."""
+        """The lowering for ``op_type`` at ``opset``, or None (no lowering, or an unverified newer definition).
+
+        Above VERIFIED_OPSET, a lowering registered for exactly the definition in force at ``opset``
+        (``since`` equal to the schema's since_version, and newer than VERIFIED_OPSET) wins. Otherwise
+        the lowering of the verified opset serves, but only when the definition did not change since.
+        Lowerings registered for newer definitions never cover opsets up to VERIFIED_OPSET, because
+        their ``since`` is above it.
+        """
+        entries = self._entries.get((_norm(domain), op_type), [])
         if _norm(domain) == "" and opset > VERIFIED_OPSET:
+            current = _since_version(op_type, opset)
+            for entry in entries:
+                if entry.since > VERIFIED_OPSET and entry.since == current and entry.covers(opset):
+                    return entry
             if changed_after_verified(op_type, opset):
                 return None
             opset = VERIFIED_OPSET  # same definition as at the verified opset
-        for entry in self._entries.get((_norm(domain), op_type), []):
+        for entry in entries:
             if entry.covers(opset):
                 return entry
         return None
@@ -81,6 +94,15 @@ class Registry:
                                  "accepted_dtypes": list(e.dtypes), "verified_dtypes": list(e.verified)})
             out[key]["opsets"].append([e.since, e.until])
         return out
+
+
+@lru_cache(maxsize=None)
+def _since_version(op_type: str, opset: int) -> int | None:
+    """The opset that introduced the default-domain definition of ``op_type`` in force at ``opset``."""
+    try:
+        return onnx.defs.get_schema(op_type, opset, "").since_version
+    except Exception:  # unknown op, or not defined yet at this opset
+        return None
 
 
 @lru_cache(maxsize=None)
@@ -118,13 +140,14 @@ REGISTRY = Registry()
 def lowering(*op_types: str, since: int = 1, until: int | None = None, domain: str = "",
              onnx_dtypes: tuple[str, ...] = FLOATS, dtypes: tuple[str, ...] = F32,
              verified: tuple[str, ...] = F32, dtype_input: int | None = 0,
-             dynamic_inputs: bool = False) -> Callable[[LoweringFn], LoweringFn]:
+             dynamic_inputs: bool = False, zero_size_inputs: bool = False
+             ) -> Callable[[LoweringFn], LoweringFn]:
     """Register the decorated function as the lowering of ``op_types``."""
 
     def wrap(fn: LoweringFn) -> LoweringFn:
         for op_type in op_types:
             REGISTRY.add(Lowering(op_type, fn, since, until, domain, tuple(onnx_dtypes), tuple(dtypes),
-                                  tuple(verified), dtype_input, dynamic_inputs))
+                                  tuple(verified), dtype_input, dynamic_inputs, zero_size_inputs))
         return fn
 
     return wrap

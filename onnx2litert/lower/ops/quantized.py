@@ -213,6 +213,100 @@ def run_float_lowering(ctx: LowerContext, op_type: str, inputs: list[Tensor | No
         ctx.emitted.extend(inner.emitted)
 
 
+# -- run-time parameters (arithmetic form) -----------------------------------------------------
+# Scales or zero points computed at run time cannot become IR quantization parameters, so such
+# nodes are written with the arithmetic ONNX defines: (x - zp) * scale, and
+# saturate(round_half_even(x / scale) + zp). float32 holds every 8/16-bit integer exactly.
+
+_ARITH_QTYPES = ("int8", "uint8", "int16", "uint16")
+
+
+def _is_runtime(ctx: LowerContext, i: int) -> bool:
+    return ctx.has_input(i) and ctx.const(i) is None
+
+
+def _param_shape(ctx: LowerContext, t: Tensor, rank: int, axis: int, what: str) -> tuple[int, ...]:
+    """The shape a per-tensor or per-axis (1-D) parameter broadcasts with on a rank-``rank`` tensor."""
+    if t.size == 1:
+        return ()
+    if t.rank != 1 or not rank:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"{what} of shape {list(t.shape)}: only per-tensor and per-axis (1-D) parameters "
+                       "are supported (blocked quantization is not)")
+    shape = [1] * rank
+    shape[axis] = t.size
+    return tuple(shape)
+
+
+def _float_param(ctx: LowerContext, i: int, rank: int, axis: int, what: str) -> Tensor:
+    """Input ``i`` (a scale or a zero point, constant or not) as float32, shaped to broadcast."""
+    t = ctx.input(i)
+    shape = _param_shape(ctx, t, rank, axis, what)
+    if t.is_const:
+        return ctx.new_const(np.asarray(t.data, np.float64).astype(_F32).reshape(shape), hint="param")
+    if t.dtype.kind == "f" and t.dtype not in (_F32, np.dtype(np.float16)):
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"a run-time {what} of dtype {t.dtype.name}")
+    f = t if t.dtype == _F32 else ctx.emit1("CAST", [t], t.shape, _F32, "param_f32")
+    return f if tuple(f.shape) == shape else ctx.reshape(f, shape)
+
+
+def _round_to_f16(ctx: LowerContext, x: Tensor) -> Tensor:
+    """Round a float32 tensor to float16 precision (and back), as numpy float16 arithmetic does."""
+    h = ctx.emit1("CAST", [x], x.shape, np.float16, "as_f16")
+    return ctx.emit1("CAST", [h], x.shape, _F32, "from_f16")
+
+
+def _scale_dtype(ctx: LowerContext, i: int) -> np.dtype:
+    return np.dtype(ctx.input(i).dtype)
+
+
+def _saturate_cast(ctx: LowerContext, y: Tensor, dtype: np.dtype, out: Tensor) -> None:
+    """CAST float32 integers to ``dtype`` after clamping to its range."""
+    lo, hi = _qrange(dtype)
+    y = ctx.emit1("MAXIMUM", [y, ctx.new_const(np.float32(lo), hint="qmin")], y.shape, _F32, "sat_lo")
+    y = ctx.emit1("MINIMUM", [y, ctx.new_const(np.float32(hi), hint="qmax")], y.shape, _F32, "sat_hi")
+    ctx.emit("CAST", [y], [out])
+
+
+def _dequantize_arith(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
+    """DequantizeLinear as (x - zp) * scale with run-time parameters or 16-bit inputs."""
+    if _scale_dtype(ctx, 1) != _F32:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"DequantizeLinear with {_scale_dtype(ctx, 1).name} scales "
+                                                 "(a float32 output is supported)")
+    axis = _axis(ctx, int(node.attr("axis", 1)), x.rank) if ctx.input(1).size > 1 else 0
+    scale = _float_param(ctx, 1, x.rank, axis, "scale")
+    out = ctx.output(0, x.shape, _F32)
+    if x.dtype == np.int32:
+        # (x - zp) in int32 first, as ONNX Runtime: float32 cannot hold every int32 difference.
+        d = x
+        if ctx.has_input(2):
+            zp = ctx.input(2)
+            shape = _param_shape(ctx, zp, x.rank, axis, "zero point")
+            zp = zp if tuple(zp.shape) == shape else ctx.reshape(zp, shape)
+            d = ctx.emit1("SUB", [x, zp], x.shape, np.int32, "centered", fusedActivationFunction="NONE")
+        f = ctx.emit1("CAST", [d], x.shape, _F32, "as_float")
+    else:
+        f = ctx.emit1("CAST", [x], x.shape, _F32, "as_float")
+        if ctx.has_input(2):
+            zp = _float_param(ctx, 2, x.rank, axis, "zero point")
+            f = ctx.emit1("SUB", [f, zp], x.shape, _F32, "centered", fusedActivationFunction="NONE")
+    ctx.emit("MUL", [f, scale], [out], fusedActivationFunction="NONE")
+
+
+def _quantize_arith(node: NodeView, ctx: LowerContext, x: Tensor, dtype: np.dtype) -> None:
+    """QuantizeLinear as saturate(round_half_even(x / scale) + zp) with run-time parameters."""
+    if x.dtype != _F32 or _scale_dtype(ctx, 1) != _F32:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, "QuantizeLinear with run-time parameters needs float32 x and scale")
+    axis = _axis(ctx, int(node.attr("axis", 1)), x.rank) if ctx.input(1).size > 1 else 0
+    scale = _float_param(ctx, 1, x.rank, axis, "scale")
+    y = ctx.emit1("DIV", [x, scale], x.shape, _F32, "scaled", fusedActivationFunction="NONE")
+    y = ctx.emit1("ROUND", [y], x.shape, _F32, "rounded")  # LiteRT ROUND: half to even, as ONNX
+    if ctx.has_input(2):
+        y = ctx.emit1("ADD", [y, _float_param(ctx, 2, x.rank, axis, "zero point")], x.shape, _F32, "shifted",
+                      fusedActivationFunction="NONE")
+    _saturate_cast(ctx, y, dtype, ctx.output(0, x.shape, dtype))
+
+
 # -- QuantizeLinear / DequantizeLinear ---------------------------------------------------------
 
 @lowering("QuantizeLinear", since=10, onnx_dtypes=("float32", "float16", "bfloat16", "int32"),
@@ -224,6 +318,19 @@ def lower_quantize_linear(node: NodeView, ctx: LowerContext) -> None:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "blocked quantization (block_size) is not supported")
     out_dtype = node.attr("output_dtype", 0)
     zp_dtype = helper.tensor_dtype_to_np_dtype(out_dtype) if out_dtype else None
+    precision = int(node.attr("precision", 0) or 0)
+    if precision and helper.tensor_dtype_to_np_dtype(precision) != _scale_dtype(ctx, 1):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"precision {helper.tensor_dtype_to_np_dtype(precision)} differs from the scale dtype")
+    if _is_runtime(ctx, 1) or _is_runtime(ctx, 2) or (
+            np.dtype(zp_dtype) if zp_dtype is not None else ctx.input(2).dtype if ctx.has_input(2)
+            else np.dtype(np.uint8)).name in ("int16", "uint16"):
+        dtype = np.dtype(zp_dtype) if zp_dtype is not None else (
+            ctx.input(2).dtype if ctx.has_input(2) else np.dtype(np.uint8))
+        if dtype.name not in _ARITH_QTYPES:
+            raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"the quantized output has dtype {dtype.name}")
+        _quantize_arith(node, ctx, x, dtype)
+        return
     scale, zp, axis, dtype = _params(ctx, 1, 2, x.rank, int(node.attr("axis", 1)), zp_dtype)
     _check_qdtype(ctx, dtype, "the quantized output")
     q = quantization(scale, zp, axis)
@@ -234,13 +341,31 @@ def lower_quantize_linear(node: NodeView, ctx: LowerContext) -> None:
     quantize(ctx, x, q, dtype, out=ctx.output(0, x.shape, dtype))
 
 
+# Opsets 24, 25 and 28 only add element types (float8e8m0 scales, 2-bit and 6-bit formats) that
+# the dtype checks refuse; the semantics for the supported types is unchanged.
+for _since, _until in ((24, 24), (25, 27), (28, None)):
+    lowering("QuantizeLinear", since=_since, until=_until,
+             onnx_dtypes=("float32", "float16", "bfloat16", "int32"), dtypes=("float32",),
+             verified=("float32",))(lower_quantize_linear)
+
+
 @lowering("DequantizeLinear", since=10, onnx_dtypes=("int8", "uint8", "int16", "uint16", "int32"),
-          dtypes=("int8", "uint8", "int32"), verified=("int8", "uint8", "int32"))
+          dtypes=("int8", "uint8", "int16", "uint16", "int32"), verified=("int8", "uint8", "int16", "uint16", "int32"))
 def lower_dequantize_linear(node: NodeView, ctx: LowerContext) -> None:
-    """DequantizeLinear -> DEQUANTIZE; constants (weights, biases) become float constants."""
+    """DequantizeLinear -> DEQUANTIZE; constants (weights, biases) become float constants.
+
+    Run-time scales / zero points and 16-bit inputs use the arithmetic form (x - zp) * scale.
+    """
     x = ctx.input(0)
     if int(node.attr("block_size", 0) or 0):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "blocked quantization (block_size) is not supported")
+    out_dtype = int(node.attr("output_dtype", 0) or 0)
+    if _scale_dtype(ctx, 1) != _F32 or (out_dtype and helper.tensor_dtype_to_np_dtype(out_dtype) != _F32):
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, "DequantizeLinear to a float16/bfloat16 output is not supported "
+                                                 "(float32 scales and output are)")
+    if not x.is_const and (_is_runtime(ctx, 1) or _is_runtime(ctx, 2) or x.dtype.name in ("int16", "uint16")):
+        _dequantize_arith(node, ctx, x)
+        return
     scale, zp, axis, _ = _params(ctx, 1, 2, x.rank, int(node.attr("axis", 1)), x.dtype)
     q = quantization(scale, zp, axis)
     if x.is_const:
@@ -339,7 +464,15 @@ def lower_qlinear_conv(node: NodeView, ctx: LowerContext) -> None:
 
 @lowering("QLinearMatMul", since=10, onnx_dtypes=_QTYPES, dtypes=_QTYPES, verified=_QTYPES)
 def lower_qlinear_matmul(node: NodeView, ctx: LowerContext) -> None:
-    """QLinearMatMul -> (DEQUANTIZE, float MatMul lowering, QUANTIZE), made integer by the QDQ pass."""
+    """QLinearMatMul -> (DEQUANTIZE, float MatMul lowering, QUANTIZE), made integer by the QDQ pass.
+
+    With run-time (or float16) scales / zero points: the exact integer product, then
+    round_half_even(C * (a_scale * b_scale / y_scale) + y_zp) saturated, as ONNX defines it.
+    """
+    if any(_is_runtime(ctx, i) for i in (1, 2, 4, 5, 6, 7)) or any(
+            _scale_dtype(ctx, i) != _F32 for i in (1, 4, 6)):
+        _qlinear_matmul_arith(ctx)
+        return
     a = _dq_input(ctx, 0, 1, 2)
     b_q = ctx.input(3)
     axis = b_q.rank - 1  # per-column parameters of B
@@ -347,6 +480,52 @@ def lower_qlinear_matmul(node: NodeView, ctx: LowerContext) -> None:
     y = _float_tmp(ctx, "matmul")
     run_float_lowering(ctx, "MatMul", [a, b], y)
     _quantize_output(ctx, y, 6, 7, _out_dtype(ctx, 7))
+
+
+def _qlinear_matmul_arith(ctx: LowerContext) -> None:
+    a, b = ctx.input(0), ctx.input(3)
+    for i, t in ((0, a), (3, b)):
+        _check_qdtype(ctx, t.dtype, f"input {i}")
+    for i in (1, 2, 4, 5, 6, 7):
+        if ctx.has_input(i) and ctx.input(i).size != 1:
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           "QLinearMatMul with run-time parameters: only per-tensor parameters are supported")
+    scale_dtype = _scale_dtype(ctx, 1)
+    if scale_dtype not in (_F32, np.dtype(np.float16)) or any(_scale_dtype(ctx, i) != scale_dtype for i in (4, 6)):
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, "QLinearMatMul scales must all be float32 or all float16")
+    shape = ctx.out_shape(0)
+    if shape is None or a.rank < 2 or b.rank < 2:
+        raise ctx.fail(Reason.DYNAMIC_SHAPE_UNSUPPORTED, "QLinearMatMul needs static operands of rank >= 2")
+    shape = tuple(shape)
+    k = a.shape[-1]
+    azp, bzp = _zero_point(ctx, 2), _zero_point(ctx, 5)
+    if k * _abs_bound(a, azp) * _abs_bound(b, bzp) > _EXACT_F32:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"QLinearMatMul inner size {k}: integer sums could exceed 2**24 (float32 exactness)")
+    af, bf = _centered_float(ctx, a, azp), _centered_float(ctx, b, bzp)
+    if a.rank == 2 and b.rank == 2:
+        # FULLY_CONNECTED takes (N, K) weights: transpose B.
+        bt = ctx.transpose(bf, (1, 0))
+        c = ctx.emit1("FULLY_CONNECTED", [af, bt, None], shape, _F32, "matmul", fusedActivationFunction="NONE",
+                      weightsFormat="DEFAULT", keepNumDims=False)
+    else:
+        c = ctx.emit1("BATCH_MATMUL", [af, bf], shape, _F32, "matmul", adjX=False, adjY=False)
+    # m = a_scale * b_scale / y_scale in the scales' precision (float16 rounding emulated exactly:
+    # float32 holds a float16 product exactly and a float32 quotient rounds to the same float16).
+    sa, sb, sy = (_float_param(ctx, i, 0, 0, "scale") for i in (1, 4, 6))
+    m = ctx.emit1("MUL", [sa, sb], (), _F32, "scale_ab", fusedActivationFunction="NONE")
+    if scale_dtype != _F32:
+        m = _round_to_f16(ctx, m)
+    m = ctx.emit1("DIV", [m, sy], (), _F32, "multiplier", fusedActivationFunction="NONE")
+    if scale_dtype != _F32:
+        m = _round_to_f16(ctx, m)
+    d = ctx.emit1("MUL", [c, m], shape, _F32, "scaled", fusedActivationFunction="NONE")
+    if ctx.has_input(7):
+        d = ctx.emit1("ADD", [d, _float_param(ctx, 7, 0, 0, "zero point")], shape, _F32, "shifted",
+                      fusedActivationFunction="NONE")
+    d = ctx.emit1("ROUND", [d], shape, _F32, "rounded")
+    dtype = ctx.input(7).dtype if ctx.has_input(7) else a.dtype
+    _saturate_cast(ctx, d, np.dtype(dtype), ctx.output(0, shape, dtype))
 
 
 def _qlinear_binary(ctx: LowerContext, op_type: str) -> None:
@@ -506,7 +685,7 @@ def lower_matmul_integer(node: NodeView, ctx: LowerContext) -> None:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
                        f"MatMulInteger of ranks {a.rank} x {b.rank}: A must have rank >= 2 and B rank 2")
     azp = _zero_point(ctx, 2)
-    bzp = _zero_point_const(ctx, 3, "b_zero_point")
+    bzp = _zero_point(ctx, 3)
     if not isinstance(azp, Tensor) and azp.size != 1:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "a per-row a_zero_point is not supported")
     k, n = b.shape
@@ -518,7 +697,8 @@ def lower_matmul_integer(node: NodeView, ctx: LowerContext) -> None:
     out = ctx.output(0, out_shape, np.int32)
     af = _centered_float(ctx, a, azp)
     a_bound = _abs_bound(a, azp)
-    if b.is_const:
+    const_b = b.is_const and not isinstance(bzp, Tensor)
+    if const_b:
         wt = (b.data.astype(np.int64) - bzp.reshape(1, -1)).T  # (N, K)
         col = np.abs(wt)
         limit = k
@@ -535,7 +715,7 @@ def lower_matmul_integer(node: NodeView, ctx: LowerContext) -> None:
     for s, e in pieces:
         a_part = af if (s, e) == (0, k) else _slice_last(ctx, af, s, e)
         shape = tuple(a.shape[:-1]) + (n,)
-        if b.is_const:
+        if const_b:
             w = ctx.new_const(np.ascontiguousarray(wt[:, s:e], dtype=_F32), hint="weights")
             y = ctx.emit1("FULLY_CONNECTED", [a_part, w, None], shape, _F32, "fc", fusedActivationFunction="NONE",
                           weightsFormat="DEFAULT", keepNumDims=a.rank > 2)
@@ -574,23 +754,36 @@ def lower_conv_integer(node: NodeView, ctx: LowerContext) -> None:
     """
     x, w = ctx.input(0), ctx.input(1)
     _check_qdtype(ctx, x.dtype, "input 0")
-    if not w.is_const:
-        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT, "ConvInteger weights must be constant")
     _check_qdtype(ctx, w.dtype, "the weights")
-    xzp = _zero_point_const(ctx, 2, "x_zero_point")
-    wzp = _zero_point_const(ctx, 3, "w_zero_point")
-    if xzp.size != 1:
+    xzp = _zero_point(ctx, 2)
+    if not isinstance(xzp, Tensor) and xzp.size != 1:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "x_zero_point must be a scalar")
     c_out = w.shape[0]
-    if wzp.size not in (1, c_out):
-        raise ctx.fail(Reason.INVALID_MODEL, f"w_zero_point has {wzp.size} elements, expected 1 or {c_out}")
-    centered = w.data.astype(np.int64) - wzp.reshape((-1,) + (1,) * (w.rank - 1))
-    bound = _abs_bound(x, xzp) * int(np.abs(centered).reshape(c_out, -1).sum(axis=1).max(initial=0))
-    if bound > _EXACT_F32:
+    zp_shape = (-1,) + (1,) * (w.rank - 1)
+    if w.is_const and not _is_runtime(ctx, 3):
+        wzp = _zero_point_const(ctx, 3, "w_zero_point")
+        if wzp.size not in (1, c_out):
+            raise ctx.fail(Reason.INVALID_MODEL, f"w_zero_point has {wzp.size} elements, expected 1 or {c_out}")
+        centered = w.data.astype(np.int64) - wzp.reshape(zp_shape)
+        w_sum = int(np.abs(centered).reshape(c_out, -1).sum(axis=1).max(initial=0))
+        wf = ctx.new_const(centered.astype(_F32), hint="weights")
+    else:
+        # Run-time weights (or zero points): bound the sums by the dtype ranges. The float Conv
+        # lowering decides whether it takes run-time weights.
+        lo, hi = _qrange(w.dtype)
+        w_sum = (hi - lo) * int(np.prod(w.shape[1:]))
+        wf = ctx.emit1("CAST", [w], w.shape, _F32, "w_float")
+        if ctx.has_input(3):
+            zp_t = ctx.input(3)
+            if zp_t.size not in (1, c_out):
+                raise ctx.fail(Reason.INVALID_MODEL, f"w_zero_point has {zp_t.size} elements, expected 1 or {c_out}")
+            zp_f = _float_param(ctx, 3, 0, 0, "w_zero_point") if zp_t.size == 1 else ctx.reshape(
+                _float_param(ctx, 3, 1, 0, "w_zero_point"), (c_out,) + (1,) * (w.rank - 1))
+            wf = ctx.emit1("SUB", [wf, zp_f], w.shape, _F32, "w_centered", fusedActivationFunction="NONE")
+    if _abs_bound(x, xzp) * w_sum > _EXACT_F32:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
                        "ConvInteger sums could exceed 2**24; LiteRT has no exact int32 convolution for them")
     xf = _centered_float(ctx, x, xzp)
-    wf = ctx.new_const(centered.astype(_F32), hint="weights")
     shape = ctx.out_shape(0)
     if shape is None:
         raise ctx.fail(Reason.DYNAMIC_SHAPE_UNSUPPORTED, "the output shape is not known")

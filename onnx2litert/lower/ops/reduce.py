@@ -8,6 +8,7 @@ LOG(SUM(EXP(x - max))) + max. Axes come from the ``axes`` attribute before opset
 """
 from __future__ import annotations
 
+import itertools
 from typing import Iterable
 
 import numpy as np
@@ -45,15 +46,131 @@ def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool)
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-def _node_axes(node: NodeView, ctx: LowerContext) -> list[int] | None:
-    """The axes the node names (None = not given)."""
+class _RuntimeAxes:
+    """Marker: the axes are a non-constant input (see :func:`implied_axes`)."""
+
+
+_RUNTIME = _RuntimeAxes()
+
+
+def _node_axes(node: NodeView, ctx: LowerContext) -> list[int] | None | _RuntimeAxes:
+    """The axes the node names (None = not given, ``_RUNTIME`` = a non-constant input)."""
     if node.opset >= _AXES_INPUT_SINCE.get(node.op_type, _DEFAULT_AXES_INPUT_SINCE):
         if not ctx.has_input(1):
             return None
-        value = ctx.require_const(1, "the axes input")
+        value = ctx.const(1)
+        if value is None:
+            # A statically empty axes tensor is known to be empty whatever its values.
+            return [] if 0 in ctx.in_shape(1) else _RUNTIME
         return [int(v) for v in np.asarray(value).reshape(-1)]
     axes = node.attr("axes")
     return None if axes is None else [int(v) for v in axes]
+
+
+def implied_axes(in_shape: tuple[int, ...], out_shape: tuple[int, ...], keepdims: bool,
+                 max_rank: int = 10) -> tuple[int, ...] | None:
+    """The reduced axes of size > 1 implied by the static shapes, or None when not unique.
+
+    Reducing a size-1 axis does not change any value (nor does reducing nothing), so only the
+    reduced axes with size > 1 matter; the result is then reshaped to the static output shape.
+    With keepdims those are exactly the axes where the size drops to 1. Without keepdims every
+    way of deleting axes from the input shape that leaves the output shape is tried, and the
+    answer must be the same for all of them (e.g. (3, 2, 2) -> (3, 2) is ambiguous).
+    """
+    rank = len(in_shape)
+    if keepdims:
+        if len(out_shape) != rank:
+            return None
+        axes = []
+        for i, (a, b) in enumerate(zip(in_shape, out_shape)):
+            if a == b:
+                continue
+            if b != 1:
+                return None
+            axes.append(i)
+        return tuple(axes)
+    removed = rank - len(out_shape)
+    if removed < 0 or rank > max_rank:
+        return None
+    found: set[tuple[int, ...]] = set()
+    for drop in itertools.combinations(range(rank), removed):
+        if tuple(d for i, d in enumerate(in_shape) if i not in drop) == tuple(out_shape):
+            found.add(tuple(i for i in drop if in_shape[i] != 1))
+    return found.pop() if len(found) == 1 else None
+
+
+def _empty_identity(op_type: str, dtype: np.dtype) -> float | bool | None:
+    """The value of a reduction over an empty set, or None when it has none we can represent."""
+    if dtype == _BOOL:
+        return {"ReduceMax": False, "ReduceMin": True}.get(op_type)
+    if dtype.kind != "f":
+        return {"ReduceSum": 0, "ReduceProd": 1}.get(op_type)
+    return {"ReduceSum": 0.0, "ReduceL1": 0.0, "ReduceL2": 0.0, "ReduceSumSquare": 0.0, "ReduceProd": 1.0,
+            "ReduceMax": -np.inf, "ReduceMin": np.inf, "ReduceLogSum": -np.inf,
+            "ReduceLogSumExp": -np.inf}.get(op_type)  # ONNX leaves ReduceMean of an empty set undefined
+
+
+def _lower_zero_sized(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
+    """A zero-sized input: every output element reduces an empty set, so the output is a constant."""
+    shape = ctx.out_shape(0)
+    if shape is None:
+        raise ctx.fail(Reason.DYNAMIC_SHAPE_UNSUPPORTED, "the output shape of a reduction of a zero-sized "
+                                                         "input is not known")
+    value = _empty_identity(node.op_type, x.dtype)
+    if value is None and int(np.prod(shape)) > 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"{node.op_type} over an empty set of {x.dtype} values has no representable result")
+    filled = np.full(tuple(shape), 0 if value is None else value, dtype=x.dtype)
+    ctx.graph.values[node.outputs[0]] = ctx.new_const(filled, hint="empty_reduction")
+
+
+def _lower_runtime_axes(node: NodeView, ctx: LowerContext, x: Tensor, keepdims: bool) -> None:
+    """Axes computed at run time: use the ones the static output shape implies, else pass them on."""
+    shape = ctx.out_shape(0)
+    if shape is None:
+        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                       "the axes input must be a constant when the output shape is not known")
+    shape = tuple(shape)
+    out = ctx.output(0, shape, x.dtype)
+    axes = implied_axes(x.shape, shape, keepdims)
+    if axes is not None:
+        if not axes:
+            # Nothing of size > 1 is reduced: only the per-element part applies.
+            y = out if shape == x.shape else ctx.tmp(x.shape, x.dtype, "elementwise")
+            _emit_per_element(ctx, node.op_type, x, y)
+        else:
+            kept = reduced_shape(x.shape, axes, True)
+            y = out if shape == kept else ctx.tmp(kept, x.dtype, "reduced")
+            _emit_reduction(ctx, node.op_type, x, ctx.new_const(np.array(axes, np.int32), hint="axes"),
+                            kept, True, y)
+        if y is not out:
+            ctx.reshape(y, shape, out=out)
+        return
+    if node.op_type == "ReduceLogSumExp":
+        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                       "the axes input must be a constant (the output shape does not determine it)")
+    # Ambiguous only without keepdims and with fewer output than input dims, so the runtime axes
+    # are non-empty (an empty axes tensor would reduce all or nothing). The LiteRT reduce kernels
+    # take int32 axes at run time, resolve negative axes and ignore repeats, as ONNX does.
+    axes_in = ctx.input(1)
+    axes_t = axes_in if axes_in.dtype == np.int32 else ctx.emit1(
+        "CAST", [axes_in], axes_in.shape, np.int32, "axes_i32")
+    _emit_reduction(ctx, node.op_type, x, axes_t, shape, keepdims, out)
+
+
+def _emit_reduction(ctx: LowerContext, op_type: str, x: Tensor, axes_t: Tensor, shape: tuple[int, ...],
+                    keepdims: bool, out: Tensor) -> None:
+    """Reduce ``x`` over the (non-empty) axes in ``axes_t`` into ``out`` of static shape ``shape``."""
+    if op_type in _COMPOSITE:
+        _COMPOSITE[op_type](ctx, x, axes_t, shape, keepdims, out)
+        return
+    if op_type == "ReduceL2":
+        sq = ctx.emit1("SQUARE", [x], x.shape, x.dtype, "square")
+        total = ctx.emit1("SUM", [sq, axes_t], shape, x.dtype, "sum_sq", keepDims=keepdims)
+        ctx.emit("SQRT", [total], [out])
+        return
+    opcode = _BOOL_OPCODE[op_type] if x.dtype == _BOOL else _OPCODE[op_type]
+    ctx.emit(opcode, [x, axes_t], [out], keepDims=keepdims)
 
 
 def _emit_per_element(ctx: LowerContext, op_type: str, x: Tensor, out: Tensor) -> None:
@@ -69,7 +186,13 @@ def _lower_reduce(node: NodeView, ctx: LowerContext) -> None:
     x = ctx.input(0)
     keepdims = bool(node.attr("keepdims", 1))
     noop = bool(node.attr("noop_with_empty_axes", 0))
+    if 0 in x.shape:
+        _lower_zero_sized(node, ctx, x)
+        return
     given = _node_axes(node, ctx)
+    if given is _RUNTIME:
+        _lower_runtime_axes(node, ctx, x, keepdims)
+        return
     if not given and noop:
         # noop_with_empty_axes and no axes: nothing is reduced, but the per-element part of the
         # reduction still applies (ONNX Runtime and the reference agree): L2 of one element is |x|.
@@ -85,17 +208,8 @@ def _lower_reduce(node: NodeView, ctx: LowerContext) -> None:
     if not axes:  # reducing a rank-0 tensor over no axes: only the per-element part applies
         _emit_per_element(ctx, node.op_type, x, out)
         return
-    axes_t = ctx.new_const(np.array(axes, np.int32), hint="axes")
-    if node.op_type in _COMPOSITE:
-        _COMPOSITE[node.op_type](ctx, x, axes_t, shape, keepdims, out)
-        return
-    if node.op_type == "ReduceL2":
-        sq = ctx.emit1("SQUARE", [x], x.shape, x.dtype, "square")
-        total = ctx.emit1("SUM", [sq, axes_t], shape, x.dtype, "sum_sq", keepDims=keepdims)
-        ctx.emit("SQRT", [total], [out])
-        return
-    opcode = _BOOL_OPCODE[node.op_type] if x.dtype == _BOOL else _OPCODE[node.op_type]
-    ctx.emit(opcode, [x, axes_t], [out], keepDims=keepdims)
+    _emit_reduction(ctx, node.op_type, x, ctx.new_const(np.array(axes, np.int32), hint="axes"), shape,
+                    keepdims, out)
 
 
 # noop_with_empty_axes with no axes reduces nothing, but the per-element part still applies
@@ -146,7 +260,8 @@ _COMPOSITE = {"ReduceL1": _reduce_l1, "ReduceSumSquare": _reduce_sum_square, "Re
 def _register(op_type: str, dtypes: tuple[str, ...]) -> None:
     onnx_dtypes = ("float32", "float16", "float64", "bfloat16", "int32", "int64", "uint32", "uint64",
                    "int8", "uint8") + (("bool",) if op_type in _BOOL_OPCODE else ())
-    lowering(op_type, since=7, onnx_dtypes=onnx_dtypes, dtypes=dtypes, verified=dtypes)(_lower_reduce)
+    lowering(op_type, since=7, onnx_dtypes=onnx_dtypes, dtypes=dtypes, verified=dtypes,
+             zero_size_inputs=True)(_lower_reduce)
 
 
 # Dtypes verified end to end (LiteRT vs ONNX Runtime) in tests/test_ops_reduce.py.

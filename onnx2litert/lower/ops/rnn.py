@@ -14,7 +14,12 @@ linear_before_reset, any activation list):
 A constant ``sequence_lens`` shorter than the sequence is masked exactly: the mask is known
 at conversion time, so each affected step SELECTs between the new and the previous state
 (and between the new output and zero), which is what ONNX Runtime computes. Steps whose
-mask is all-true emit no SELECT. A zero initial state is not materialized: the first step
+mask is all-true emit no SELECT. A runtime ``sequence_lens`` builds the same masks with a
+LESS per step (t < lengths) and SELECTs at every step.
+
+W, R, B and P may be runtime tensors: FULLY_CONNECTED takes non-constant weights and bias,
+so the per-direction and per-gate parts are cut with SLICE and the biases summed with ADD
+where constant weights are sliced and summed with numpy. A zero initial state is not materialized: the first step
 skips its recurrent FULLY_CONNECTED and the terms it would multiply.
 
 LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM is deliberately not used: its state inputs must be
@@ -72,18 +77,22 @@ class RnnSpec:
     layout: int
     directions: tuple[bool, ...]  # one entry per direction: True = reverse
     clip: float | None
-    lengths: np.ndarray | None  # per-batch valid lengths, None = all full
+    lengths: np.ndarray | Tensor | None  # per-batch valid lengths (runtime: (batch, 1) int32), None = all full
+
+
+# A weight: a constant (numpy) or a runtime tensor.
+Mat = np.ndarray | Tensor
 
 
 @dataclass
 class DirWeights:
-    """Constant weights of one direction (ONNX gate order, rows = gates * hidden)."""
+    """Weights of one direction (ONNX gate order, rows = gates * hidden), constant or runtime."""
 
-    w: np.ndarray  # (G*H, input)
-    r: np.ndarray  # (G*H, H)
-    wb: np.ndarray  # (G*H,)
-    rb: np.ndarray  # (G*H,)
-    p: np.ndarray | None  # (3*H,) LSTM peepholes i, o, f
+    w: Mat  # (G*H, input)
+    r: Mat  # (G*H, H)
+    wb: Mat  # (G*H,)
+    rb: Mat  # (G*H,)
+    p: Mat | None  # (3*H,) LSTM peepholes i, o, f
     acts: tuple[Activation, ...]
 
 
@@ -116,10 +125,39 @@ class _Ops:
     def mul(self, a: Tensor, b: Tensor, hint: str = "mul") -> Tensor:
         return self.binary("MUL", a, b, hint)
 
-    def fc(self, x: Tensor, weights: np.ndarray, bias: np.ndarray | None, hint: str = "fc") -> Tensor:
-        """FULLY_CONNECTED with constant weights (N, K); keeps leading dims of a rank > 2 input."""
-        w = self.ctx.new_const(np.ascontiguousarray(weights, dtype=_F32), hint="weights")
-        b = None if bias is None else self.ctx.new_const(np.ascontiguousarray(bias, dtype=_F32), hint="bias")
+    def tensor(self, value: Mat, hint: str = "weights") -> Tensor:
+        """``value`` as an IR tensor (a new float32 constant for numpy data)."""
+        if isinstance(value, Tensor):
+            return value
+        return self.ctx.new_const(np.ascontiguousarray(value, dtype=_F32), hint=hint)
+
+    def rows(self, value: Mat, lo: int, hi: int, hint: str = "rows") -> Mat:
+        """``value[lo:hi]`` (axis 0); a SLICE for a runtime tensor."""
+        if not isinstance(value, Tensor):
+            return value[lo:hi]
+        if lo == 0 and hi == value.shape[0]:
+            return value
+        shape = (hi - lo,) + tuple(value.shape[1:])
+        begin = self.ctx.new_const(np.array([lo] + [0] * (value.rank - 1), np.int32), hint="begin")
+        size = self.ctx.new_const(np.array(shape, np.int32), hint="size")
+        return self.ctx.emit1("SLICE", [value, begin, size], shape, _F32, hint)
+
+    def take(self, value: Mat, index: int, hint: str = "part") -> Mat:
+        """``value[index]`` (axis 0); a SLICE and RESHAPE for a runtime tensor."""
+        if not isinstance(value, Tensor):
+            return value[index]
+        return self.ctx.reshape(self.rows(value, index, index + 1, hint), tuple(value.shape[1:]))
+
+    def plus(self, a: Mat, b: Mat, hint: str = "bias") -> Mat:
+        """``a + b`` for biases; an ADD when either is a runtime tensor."""
+        if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+            return a + b
+        return self.add(self.tensor(a, "bias"), self.tensor(b, "bias"), hint)
+
+    def fc(self, x: Tensor, weights: Mat, bias: Mat | None, hint: str = "fc") -> Tensor:
+        """FULLY_CONNECTED with weights (N, K), constant or not; keeps leading dims of a rank > 2 input."""
+        w = self.tensor(weights, "weights")
+        b = None if bias is None else self.tensor(bias, "bias")
         shape = tuple(x.shape[:-1]) + (int(weights.shape[0]),)
         return self.ctx.emit1("FULLY_CONNECTED", [x, w, b], shape, _F32, hint,
                               fusedActivationFunction="NONE", weightsFormat="DEFAULT", keepNumDims=x.rank > 2)
@@ -167,11 +205,14 @@ class _Ops:
         self.ctx.emit("PACK", list(xs), [packed], valuesCount=len(xs), axis=axis)
         self.ctx.reshape(packed, out_shape, out=out)
 
-    def select(self, mask: np.ndarray, a: Tensor, b: Tensor | None, hint: str = "masked") -> Tensor:
-        """Where ``mask`` (batch,) is true take ``a`` else ``b`` (None = zeros); exact for inf/NaN."""
+    def select(self, mask: np.ndarray | Tensor, a: Tensor, b: Tensor | None, hint: str = "masked") -> Tensor:
+        """Where ``mask`` (batch,) (or a runtime (batch, 1) bool) is true take ``a`` else ``b`` (None = zeros).
+
+        Exact for inf/NaN, unlike a multiplication by the mask.
+        """
         if b is None:
             b = self.ctx.new_const(np.zeros(a.shape, _F32), hint="zeros")
-        cond = self.ctx.new_const(mask.reshape(-1, 1).astype(bool), hint="mask")
+        cond = mask if isinstance(mask, Tensor) else self.ctx.new_const(mask.reshape(-1, 1).astype(bool), hint="mask")
         return self.ctx.emit1("SELECT_V2", [cond, a, b], a.shape, _F32, hint)
 
     def clip(self, x: Tensor, threshold: float | None) -> Tensor:
@@ -314,14 +355,18 @@ def _spec(node: NodeView, ctx: LowerContext) -> RnnSpec:
                    _lengths(ctx, seq, batch))
 
 
-def _lengths(ctx: LowerContext, seq: int, batch: int) -> np.ndarray | None:
-    """Constant sequence_lens (None when absent or all full length)."""
+def _lengths(ctx: LowerContext, seq: int, batch: int) -> np.ndarray | Tensor | None:
+    """Constant sequence_lens (None when absent or all full length), or a runtime (batch, 1) int32."""
     if not ctx.has_input(4):
         return None
     value = ctx.const(4)
     if value is None:
-        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
-                       "sequence_lens must be a constant (the per-step masks are built at conversion time)")
+        t = ctx.input(4)
+        if tuple(t.shape) != (batch,):
+            raise ctx.fail(Reason.INVALID_MODEL, f"sequence_lens has shape {list(t.shape)} for batch {batch}")
+        if t.dtype != np.int32:
+            t = ctx.emit1("CAST", [t], t.shape, np.int32, "lengths_i32")
+        return ctx.reshape(t, (batch, 1))
     lengths = np.asarray(value).reshape(-1).astype(np.int64)
     if lengths.shape != (batch,):
         raise ctx.fail(Reason.INVALID_MODEL, f"sequence_lens has {lengths.size} values for batch {batch}")
@@ -331,23 +376,45 @@ def _lengths(ctx: LowerContext, seq: int, batch: int) -> np.ndarray | None:
     return None if np.all(lengths == seq) else lengths
 
 
+def _weight_input(ctx: LowerContext, index: int, what: str) -> Mat:
+    """Input ``index`` as float32 numpy when constant, else the runtime tensor (float32 only)."""
+    value = ctx.const(index)
+    if value is not None:
+        return value.astype(_F32)
+    t = ctx.input(index)
+    if t.dtype != _F32:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"a runtime {what} must be float32, got {t.dtype}")
+    return t
+
+
 def _weights(node: NodeView, ctx: LowerContext, spec: RnnSpec) -> list[DirWeights]:
-    """Constant W, R, B, P split per direction, with activations."""
-    w = ctx.require_const(1, "W").astype(_F32)
-    r = ctx.require_const(2, "R").astype(_F32)
+    """W, R, B, P (constant or runtime) split per direction, with activations."""
+    ops = _Ops(ctx)
+    w = _weight_input(ctx, 1, "W")
+    r = _weight_input(ctx, 2, "R")
     gh = _GATES[spec.op] * spec.hidden
     nd = len(spec.directions)
-    b = ctx.require_const(3, "B").astype(_F32) if ctx.has_input(3) else np.zeros((nd, 2 * gh), _F32)
-    if b.shape != (nd, 2 * gh):
+    b = _weight_input(ctx, 3, "B") if ctx.has_input(3) else np.zeros((nd, 2 * gh), _F32)
+    if tuple(b.shape) != (nd, 2 * gh):
         raise ctx.fail(Reason.INVALID_MODEL, f"B has shape {list(b.shape)}, expected {[nd, 2 * gh]}")
     p = None
     if spec.op == "LSTM" and ctx.has_input(7):
-        p = ctx.require_const(7, "P").astype(_F32)
-        if p.shape != (nd, 3 * spec.hidden):
+        p = _weight_input(ctx, 7, "P")
+        if tuple(p.shape) != (nd, 3 * spec.hidden):
             raise ctx.fail(Reason.INVALID_MODEL, f"P has shape {list(p.shape)}, expected {[nd, 3 * spec.hidden]}")
     acts = parse_activations(node, ctx, nd)
-    return [DirWeights(w[d], r[d], b[d, :gh], b[d, gh:], None if p is None else p[d], acts[d])
-            for d in range(nd)]
+    out = []
+    for d in range(nd):
+        bd = ops.take(b, d, "b")
+        out.append(DirWeights(ops.take(w, d, "w"), ops.take(r, d, "r"), ops.rows(bd, 0, gh, "wb"),
+                              ops.rows(bd, gh, 2 * gh, "rb"), None if p is None else ops.take(p, d, "p"),
+                              acts[d]))
+    return out
+
+
+def _nonzero(value: Mat | None) -> bool:
+    """Whether a weight may be non-zero (a runtime tensor always may)."""
+    return value is not None and (isinstance(value, Tensor) or bool(np.any(value)))
 
 
 def _initial_states(ctx: LowerContext, index: int, spec: RnnSpec) -> list[Tensor | None]:
@@ -392,11 +459,13 @@ def _input_projections(ops: _Ops, x: Tensor, dw: DirWeights, spec: RnnSpec) -> l
     time_axis = 0 if spec.layout == 0 else 1
     if spec.op == "GRU":
         lbr = bool(ops.ctx.node.attr("linear_before_reset", 0))
-        zr = ops.fc(x, dw.w[:2 * h], dw.wb[:2 * h] + dw.rb[:2 * h], "x_proj_zr")
-        hb = dw.wb[2 * h:] if lbr else dw.wb[2 * h:] + dw.rb[2 * h:]
-        hh = ops.fc(x, dw.w[2 * h:], hb, "x_proj_h")
+        zr = ops.fc(x, ops.rows(dw.w, 0, 2 * h), ops.plus(ops.rows(dw.wb, 0, 2 * h), ops.rows(dw.rb, 0, 2 * h)),
+                    "x_proj_zr")
+        wb_h = ops.rows(dw.wb, 2 * h, 3 * h)
+        hb = wb_h if lbr else ops.plus(wb_h, ops.rows(dw.rb, 2 * h, 3 * h))
+        hh = ops.fc(x, ops.rows(dw.w, 2 * h, 3 * h), hb, "x_proj_h")
         return [list(p) for p in zip(ops.unpack(zr, time_axis, "x_zr"), ops.unpack(hh, time_axis, "x_h"))]
-    proj = ops.fc(x, dw.w, dw.wb + dw.rb, "x_proj")
+    proj = ops.fc(x, dw.w, ops.plus(dw.wb, dw.rb), "x_proj")
     return [[p] for p in ops.unpack(proj, time_axis, "x_t")]
 
 
@@ -407,22 +476,24 @@ def _rnn_step(dw: DirWeights, spec: RnnSpec) -> StepFn:
     return step
 
 
-def _gru_step(dw: DirWeights, spec: RnnSpec, lbr: bool) -> StepFn:
+def _gru_step(ops0: _Ops, dw: DirWeights, spec: RnnSpec, lbr: bool) -> StepFn:
     hid = spec.hidden
     f, g = dw.acts
-    rb_h = dw.rb[2 * hid:]
+    # Sliced once (not per step) when the weights are runtime tensors.
+    rb_h = ops0.rows(dw.rb, 2 * hid, 3 * hid, "rb_h")
+    r_zr, r_h = ops0.rows(dw.r, 0, 2 * hid, "r_zr"), ops0.rows(dw.r, 2 * hid, 3 * hid, "r_h")
 
     def step(ops: _Ops, xs: list[Tensor], h: Tensor | None, c: Tensor | None) -> tuple[Tensor, None]:
         x_zr, x_h = xs
-        pre_zr = x_zr if h is None else ops.add(x_zr, ops.fc(h, dw.r[:2 * hid], None, "h_proj_zr"))
+        pre_zr = x_zr if h is None else ops.add(x_zr, ops.fc(h, r_zr, None, "h_proj_zr"))
         z, r = ops.split(ops.activation(f, ops.clip(pre_zr, spec.clip)), 2, "zr")
         if h is None:
             # (r * 0) Rh^T = 0 and r * (0 Rh^T + Rbh) = r * Rbh.
-            pre_h = ops.add(x_h, ops.mul(r, ops.ctx.new_const(rb_h, hint="rb_h"))) if lbr and np.any(rb_h) else x_h
+            pre_h = ops.add(x_h, ops.mul(r, ops.tensor(rb_h, "rb_h"))) if lbr and _nonzero(rb_h) else x_h
         elif lbr:
-            pre_h = ops.add(x_h, ops.mul(r, ops.fc(h, dw.r[2 * hid:], rb_h, "h_proj_h")))
+            pre_h = ops.add(x_h, ops.mul(r, ops.fc(h, r_h, rb_h, "h_proj_h")))
         else:
-            pre_h = ops.add(x_h, ops.fc(ops.mul(r, h, "reset"), dw.r[2 * hid:], None, "h_proj_h"))
+            pre_h = ops.add(x_h, ops.fc(ops.mul(r, h, "reset"), r_h, None, "h_proj_h"))
         cand = ops.activation(g, ops.clip(pre_h, spec.clip))
         # (1 - z) * cand + z * h  ==  cand + z * (h - cand)
         if h is None:
@@ -431,10 +502,13 @@ def _gru_step(dw: DirWeights, spec: RnnSpec, lbr: bool) -> StepFn:
     return step
 
 
-def _lstm_step(dw: DirWeights, spec: RnnSpec, input_forget: bool) -> StepFn:
+def _lstm_step(ops0: _Ops, dw: DirWeights, spec: RnnSpec, input_forget: bool) -> StepFn:
     hid = spec.hidden
     f_act, g_act, h_act = dw.acts
-    peep = None if dw.p is None or not np.any(dw.p) else dw.p
+    peep = dw.p if _nonzero(dw.p) else None
+    if peep is not None:  # sliced once, not per step
+        p_i, p_o, p_f = (ops0.tensor(ops0.rows(peep, k * hid, (k + 1) * hid, "peephole"), "peephole")
+                         for k in range(3))
 
     def step(ops: _Ops, xs: list[Tensor], h: Tensor | None, c: Tensor | None) -> tuple[Tensor, Tensor]:
         pre = xs[0] if h is None else ops.add(xs[0], ops.fc(h, dw.r, None, "h_proj"))
@@ -445,7 +519,6 @@ def _lstm_step(dw: DirWeights, spec: RnnSpec, input_forget: bool) -> StepFn:
             i, o, fg = ops.split(ops.activation(f_act, iof), 3, "iof")
         else:
             i_pre, o_pre, f_pre, c_pre = ops.split(pre, 4, "gates")
-            p_i, p_o, p_f = (ops.ctx.new_const(dw.p[k * hid:(k + 1) * hid], hint="peephole") for k in range(3))
             if c is not None:
                 i_pre = ops.add(i_pre, ops.mul(c, p_i))
                 f_pre = ops.add(f_pre, ops.mul(c, p_f))
@@ -474,9 +547,9 @@ def _run_direction(ops: _Ops, spec: RnnSpec, reverse: bool, projections: list[li
     order = range(spec.seq - 1, -1, -1) if reverse else range(spec.seq)
     for t in order:
         new_h, new_c = step(ops, projections[t], h, c)
-        if spec.lengths is not None and not np.all(t < spec.lengths):
+        if spec.lengths is not None and (isinstance(spec.lengths, Tensor) or not np.all(t < spec.lengths)):
             # Rows past their length keep their state and output zeros.
-            mask = t < spec.lengths
+            mask = _step_mask(ops, spec.lengths, t)
             ys[t] = ops.select(mask, new_h, None, "y")
             new_h = ops.select(mask, new_h, h, "h")
             if new_c is not None:
@@ -485,6 +558,14 @@ def _run_direction(ops: _Ops, spec: RnnSpec, reverse: bool, projections: list[li
             ys[t] = new_h
         h, c = new_h, new_c
     return [y for y in ys if y is not None], h, c
+
+
+def _step_mask(ops: _Ops, lengths: np.ndarray | Tensor, t: int) -> np.ndarray | Tensor:
+    """Rows still inside their sequence at step ``t``: t < lengths (a LESS for runtime lengths)."""
+    if not isinstance(lengths, Tensor):
+        return t < lengths
+    return ops.ctx.emit1("LESS", [ops.ctx.new_const(np.array(t, np.int32), hint="step"), lengths],
+                         lengths.shape, np.bool_, "mask")
 
 
 def lower_recurrent(node: NodeView, ctx: LowerContext) -> None:
@@ -510,9 +591,9 @@ def lower_recurrent(node: NodeView, ctx: LowerContext) -> None:
     for d, reverse in enumerate(spec.directions):
         dw = weights[d]
         if spec.op == "LSTM":
-            step = _lstm_step(dw, spec, input_forget)
+            step = _lstm_step(ops, dw, spec, input_forget)
         elif spec.op == "GRU":
-            step = _gru_step(dw, spec, lbr)
+            step = _gru_step(ops, dw, spec, lbr)
         else:
             step = _rnn_step(dw, spec)
         y, h, c = _run_direction(ops, spec, reverse, _input_projections(ops, x, dw, spec), step, h0s[d], c0s[d])

@@ -12,9 +12,11 @@ window (folded into the matrix when constant, else a MUL) and runs the same matm
 Window ops and MelWeightMatrix produce conversion-time constants.
 
 Scalar inputs (axis, dft_length, frame_step, frame_length, window size) must be constants,
-with one exception: when a run-time scalar is the *only* value consistent with the node's
+with two exceptions: when a run-time scalar is the *only* value consistent with the node's
 static output shape (e.g. a window's size is its output length), that value is used, since
-LiteRT's static output shape could not hold any other result anyway.
+LiteRT's static output shape could not hold any other result anyway; and a run-time DFT axis
+that the shape leaves open computes the transform along every possible axis and SELECTs the
+one the axis value names.
 """
 from __future__ import annotations
 
@@ -206,8 +208,13 @@ def lower_dft(node: NodeView, ctx: LowerContext) -> None:
             shape[-1] = 1 if inverse and onesided else 2
             if out_shape is None or tuple(out_shape) == tuple(shape):
                 candidates.append((a, n, tuple(shape)))
+    runtime_axis = node.opset >= 20 and ctx.has_input(2) and ctx.const(2) is None
+    one_per_axis = len({a for a, _, _ in candidates}) == len(candidates)
+    if len(candidates) > 1 and runtime_axis and one_per_axis:
+        _dft_runtime_axis(ctx, x, candidates, inverse and onesided)
+        return
     if len(candidates) != 1:
-        what = "axis" if ctx.has_input(2) and ctx.const(2) is None and node.opset >= 20 else "dft_length"
+        what = "axis" if runtime_axis else "dft_length"
         if not candidates:
             raise ctx.fail(Reason.INVALID_MODEL, f"no DFT of input shape {list(x.shape)} gives output {out_shape}")
         raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
@@ -217,6 +224,36 @@ def lower_dft(node: NodeView, ctx: LowerContext) -> None:
     channels = x.shape[-1]
     matrix = dft_matrix(n, x.shape[axis], channels, shape[axis], inverse, irfft)
     _apply_along_axis(ctx, x, axis, matrix, shape, ctx.output(0, shape, _F32))
+
+
+def _dft_runtime_axis(ctx: LowerContext, x: Tensor, candidates: list[tuple[int, int, tuple[int, ...]]],
+                      irfft: bool) -> None:
+    """A run-time axis the output shape leaves open: every possible transform, then SELECT by axis.
+
+    Each candidate axis has one transform length; the axis value (negative or not) picks its
+    result with SELECT_V2, so the output is exactly the chosen transform.
+    """
+    rank = x.rank
+    shape = candidates[0][2]
+    axis_t = ctx.input(2)
+    if axis_t.size != 1 or axis_t.dtype.kind != "i":
+        raise ctx.fail(Reason.INVALID_MODEL, "the DFT axis must be an integer scalar")
+    axis_t = ctx.reshape(axis_t, ())
+    result: Tensor | None = None
+    for i, (axis, n, cand_shape) in enumerate(candidates):
+        matrix = dft_matrix(n, x.shape[axis], x.shape[-1], cand_shape[axis], bool(ctx.node.attr("inverse", 0)),
+                            irfft)
+        y = ctx.tmp(cand_shape, _F32, f"dft_axis{axis}")
+        _apply_along_axis(ctx, x, axis, matrix, cand_shape, y)
+        if result is None:
+            result = y
+            continue
+        hits = [ctx.emit1("EQUAL", [axis_t, ctx.new_const(np.array(v, axis_t.dtype), hint="axis_value")], (),
+                          np.bool_, "is_axis") for v in (axis, axis - rank)]
+        cond = ctx.emit1("LOGICAL_OR", hits, (), np.bool_, "is_axis")
+        last = i == len(candidates) - 1
+        result = ctx.emit1("SELECT_V2", [cond, y, result], shape, _F32, "dft",
+                           ctx.output(0, shape, _F32) if last else None)
 
 
 def _apply_along_axis(ctx: LowerContext, x: Tensor, axis: int, matrix: np.ndarray,
