@@ -262,6 +262,14 @@ def not_applicable_reason(model: Any) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- one case
+def _as_array(value: Any) -> np.ndarray:
+    """Case data as numpy; some newer cases store their tensors as ``TensorProto``."""
+    from onnx import TensorProto, numpy_helper
+
+    return numpy_helper.to_array(value) if isinstance(value, TensorProto) else np.asarray(value)
+
+
+
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -339,8 +347,8 @@ def run_case(case: Case, on_phase: Callable[[str], None] | None = None) -> dict[
 
     inits = {i.name for i in model.graph.initializer}
     in_names = [vi.name for vi in model.graph.input if vi.name not in inits]
-    feeds = {n: np.asarray(v) for n, v in zip(in_names, case.inputs)}
-    expected = {vi.name: np.asarray(v) for vi, v in zip(model.graph.output, case.outputs)}
+    feeds = {n: _as_array(v) for n, v in zip(in_names, case.inputs)}
+    expected = {vi.name: _as_array(v) for vi, v in zip(model.graph.output, case.outputs)}
     if on_phase:
         on_phase("run")
     try:

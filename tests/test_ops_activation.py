@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
+import onnx2litert
+from onnx2litert.evaluate import run_onnx, run_tflite
 from tests.helpers import check_model, expect_failure, make_model, single_op_model
 
 F32, I32, I64 = np.float32, np.int32, np.int64
@@ -170,8 +172,8 @@ def test_clip_int(dtype, lo, hi):
     check_model(model, {"x": x})
 
 
-def test_clip_int8_unsupported():
-    model = single_op_model("Clip", [("x", np.int8, SHAPE)], SHAPE, opset=13)
+def test_clip_uint64_unsupported():
+    model = single_op_model("Clip", [("x", np.uint64, SHAPE)], SHAPE, opset=13)
     expect_failure(model, "unsupported_dtype")
 
 
@@ -248,3 +250,89 @@ def test_gelu_from_erf_pattern():
                        {"sqrt2": np.array(math.sqrt(2.0), F32), "one": np.array(1.0, F32),
                         "half": np.array(0.5, F32)}, opset=17)
     check_model(model, {"x": _x(3.0)})
+
+
+# -- relative accuracy of Softplus / Mish for negative inputs --------------------------------------
+
+@pytest.mark.parametrize("op,opset", [("Softplus", 7), ("Mish", 18)])
+def test_softplus_mish_relative_accuracy_negative(op, opset):
+    """For x in [-20, -1] the results are tiny (~e^x): check them to 1e-5 *relative* error on both
+    CPU paths (XNNPACK's LOG near 1 and log(1 + u) rounding would lose it)."""
+    x = -np.geomspace(1.0, 20.0, 200).astype(F32).reshape(1, 200)
+    model = _unary(op, opset, shape=[1, 200])
+    expected = run_onnx(model.SerializeToString(), {"x": x})["y"].astype(np.float64)
+    result = onnx2litert.convert(model)
+    for delegates in (True, False):
+        got = run_tflite(result.artifacts["float32"], {"x": x}, use_default_delegates=delegates)["y"]
+        assert np.max(np.abs(got - expected) / np.abs(expected)) < 1e-5
+
+
+# -- Celu, ThresholdedRelu, Shrink, Softsign, Swish --------------------------------------------------
+
+@pytest.mark.parametrize("attrs", [{}, {"alpha": 2.0}, {"alpha": 0.3}])
+def test_celu(attrs):
+    check_model(_unary("Celu", 12, **attrs), {"x": _x(4.0)})
+
+
+def test_celu_float16_against_reference():
+    """ORT has no float16 Celu kernel: float16 is checked against the ONNX reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    x = _x(3.0).astype(np.float16)
+    model = _unary("Celu", 12, dtype=np.float16)
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    result = onnx2litert.convert(model)
+    for delegates in (True, False):
+        got = run_tflite(result.artifacts["float32"], {"x": x}, use_default_delegates=delegates)["y"]
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(got.astype(F32), expected.astype(F32), rtol=2e-3, atol=1e-3)
+
+
+def test_celu_zero_alpha_unsupported():
+    expect_failure(_unary("Celu", 12, alpha=0.0), "unsupported_attribute_value")
+
+
+@pytest.mark.parametrize("opset", [10, 22])
+@pytest.mark.parametrize("attrs", [{}, {"alpha": 0.5}, {"alpha": -1.0}])
+def test_thresholded_relu(opset, attrs):
+    x = _x(2.0)
+    x.reshape(-1)[:2] = [attrs.get("alpha", 1.0), 0.0]  # exactly at the threshold: 0
+    check_model(_unary("ThresholdedRelu", opset, **attrs), {"x": x})
+
+
+@pytest.mark.parametrize("attrs", [{}, {"lambd": 1.5}, {"lambd": 1.5, "bias": 1.5}, {"bias": 0.25}])
+def test_shrink(attrs):
+    x = _x(2.0)
+    lambd = attrs.get("lambd", 0.5)
+    x.reshape(-1)[:3] = [lambd, -lambd, 0.0]
+    check_model(_unary("Shrink", 9, **attrs), {"x": x})
+
+
+@pytest.mark.parametrize("opset", [7, 22])
+def test_softsign(opset):
+    x = _x(5.0)
+    x.reshape(-1)[:3] = [0.0, 1e30, -1e30]
+    check_model(_unary("Softsign", opset), {"x": x})
+
+
+@pytest.mark.parametrize("attrs", [{}, {"alpha": 1.702}, {"alpha": -0.5}])
+def test_swish_against_reference(attrs):
+    """Swish is new in opset 24 (newer than ONNX Runtime runs): checked against the ONNX reference."""
+    from onnx.reference import ReferenceEvaluator
+
+    x = _x(4.0)
+    model = _unary("Swish", 24, **attrs)
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    result = onnx2litert.convert(model)
+    for delegates in (True, False):
+        got = run_tflite(result.artifacts["float32"], {"x": x}, use_default_delegates=delegates)["y"]
+        bound = 1e-5 * max(1.0, float(np.abs(expected).max()))
+        assert float(np.max(np.abs(got - expected))) <= bound
+
+
+def test_swish_not_used_before_opset24():
+    """Swish did not exist at opset 23: the opset-24 lowering must not serve an older model."""
+    from onnx2litert.lower.registry import REGISTRY
+
+    assert REGISTRY.find("", "Swish", 23) is None
+    assert REGISTRY.find("", "Swish", 24) is not None

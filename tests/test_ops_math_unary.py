@@ -86,7 +86,7 @@ def test_mod_float_fmod0_rejected():
 
 
 def test_mod_unsupported_dtype():
-    model = single_op_model("Mod", [("a", np.uint8, [3]), ("b", np.uint8, [3])])
+    model = single_op_model("Mod", [("a", np.uint64, [3]), ("b", np.uint64, [3])])
     expect_failure(model, "unsupported_dtype")
 
 

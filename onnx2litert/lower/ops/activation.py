@@ -1,7 +1,7 @@
 """Activation functions.
 
-Ops: Relu, LeakyRelu, PRelu, Elu, Selu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Softplus,
-Mish, Gelu, Erf.
+Ops: Relu, LeakyRelu, PRelu, Elu, Selu, Celu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Softplus,
+Softsign, Mish, ThresholdedRelu, Shrink, Gelu, Erf. (Swish lives in transformer.py.)
 
 Where LiteRT has no builtin with the ONNX semantics, the op is decomposed into builtins whose
 float32 result stays within rounding of ONNX Runtime (never Flex or custom ops):
@@ -20,8 +20,8 @@ import numpy as np
 from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView
-from ..registry import FLOATS, lowering
-from .elementwise import emit_binary, emit_copy, emit_unary, scalar, unary_output
+from ..registry import ALL_NUMERIC, F32, FLOATS, lowering
+from .elementwise import WIDER, emit_binary, emit_copy, emit_unary, narrow, scalar, unary_output, widen
 
 _F32 = np.dtype(np.float32)
 _SIGNED_INTS = ("int8", "int16", "int32", "int64")
@@ -156,14 +156,18 @@ def _clip_bound(node: NodeView, ctx: LowerContext, index: int, attr: str, x: Ten
     return t
 
 
+_CLIP_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "int16", "uint16", "uint32", "float16")
+
+
 @lowering("Clip", onnx_dtypes=FLOATS + _SIGNED_INTS + ("uint8", "uint16", "uint32", "uint64"),
-          dtypes=("float32", "int32", "int64"), verified=("float32", "int32", "int64"))
+          dtypes=_CLIP_DTYPES, verified=_CLIP_DTYPES)
 def lower_clip(node: NodeView, ctx: LowerContext) -> None:
     """Clip as RELU / RELU6 / RELU_N1_TO_1 when the bounds match, else MAXIMUM then MINIMUM.
 
     Bounds are attributes before opset 11 and optional inputs from 11 (a computed bound is
     applied with MAXIMUM/MINIMUM against the tensor). MAXIMUM before MINIMUM gives ONNX's
-    result max when min > max.
+    result max when min > max. Types without MAXIMUM/MINIMUM kernels are clipped in a wider
+    type (exact: the result is x or a bound) and narrowed back.
     """
     x = ctx.input(0)
     out = unary_output(ctx, x)
@@ -182,13 +186,21 @@ def lower_clip(node: NodeView, ctx: LowerContext) -> None:
     if lo is None and hi is None:
         emit_copy(ctx, x, out)
         return
+    wide = WIDER.get(x.dtype)
+    if wide is not None:
+        x = widen(ctx, x, wide, "x_wide")
+        lo = widen(ctx, lo, wide, "min_wide") if isinstance(lo, Tensor) else lo
+        hi = widen(ctx, hi, wide, "max_wide") if isinstance(hi, Tensor) else hi
     y = x
+    target = out if wide is None else None
     if lo is not None:
         lo_t = lo if isinstance(lo, Tensor) else scalar(ctx, lo, x.dtype, "min")
-        y = emit_binary(ctx, "MAXIMUM", y, lo_t, out=out if hi is None else None, hint="lower")
+        y = emit_binary(ctx, "MAXIMUM", y, lo_t, out=target if hi is None else None, hint="lower")
     if hi is not None:
         hi_t = hi if isinstance(hi, Tensor) else scalar(ctx, hi, x.dtype, "max")
-        emit_binary(ctx, "MINIMUM", y, hi_t, out=out, hint="upper")
+        y = emit_binary(ctx, "MINIMUM", y, hi_t, out=target, hint="upper")
+    if wide is not None:
+        narrow(ctx, y, out)
 
 
 # -- decompositions ------------------------------------------------------------------------------
@@ -205,16 +217,28 @@ def lower_hard_sigmoid(node: NodeView, ctx: LowerContext) -> None:
     emit_binary(ctx, "MAXIMUM", y, scalar(ctx, 0.0, x.dtype, "zero"), out=unary_output(ctx, x))
 
 
-def _softplus(ctx: LowerContext, x: Tensor, out: Tensor | None = None) -> Tensor:
-    """log(1 + exp(x)) as RELU(x) + LOG(1 + EXP(-|x|)): EXP never overflows.
+def _log1p_unit(ctx: LowerContext, u: Tensor) -> Tensor:
+    """log(1 + u) for u in [0, 1], to float32 relative accuracy, without LOG.
 
-    For very negative x the LOG term rounds to 0 where the true value is below ~6e-8, an
-    absolute error far inside the float32 comparison bound.
+    log(1 + u) = 2 atanh(s) = 2 (s + s^3/3 + s^5/5 + ...) with s = u / (2 + u) <= 1/3; ten terms
+    leave a relative truncation error below 1e-10. (LOG(1 + u) loses relative accuracy for small u
+    twice: in rounding 1 + u, and in XNNPACK's LOG, which is only absolutely accurate near 1.)
     """
+    s = emit_binary(ctx, "DIV", u, emit_binary(ctx, "ADD", u, scalar(ctx, 2.0, u.dtype, "two"), hint="two_plus"),
+                    hint="s")
+    s2 = emit_binary(ctx, "MUL", s, s, hint="s2")
+    acc = scalar(ctx, 1.0 / 19.0, u.dtype, "c")
+    for k in range(8, -1, -1):  # Horner over s^2k / (2k+1), k = 9 .. 0
+        acc = emit_binary(ctx, "MUL", s2, acc, hint="series")
+        acc = emit_binary(ctx, "ADD", acc, scalar(ctx, 1.0 / (2 * k + 1), u.dtype, "c"), hint="series")
+    return emit_binary(ctx, "MUL", emit_binary(ctx, "ADD", s, s, hint="two_s"), acc, hint="log1p")
+
+
+def _softplus(ctx: LowerContext, x: Tensor, out: Tensor | None = None) -> Tensor:
+    """log(1 + exp(x)) as RELU(x) + LOG1P(EXP(-|x|)): EXP never overflows, and the log1p form
+    keeps full relative accuracy for very negative x (where the result is about e^x)."""
     neg_abs = emit_unary(ctx, "NEG", emit_unary(ctx, "ABS", x, hint="abs"), hint="neg_abs")
-    e = emit_unary(ctx, "EXP", neg_abs, hint="exp")
-    log_term = emit_unary(ctx, "LOG", emit_binary(ctx, "ADD", e, scalar(ctx, 1.0, x.dtype, "one"),
-                                                  hint="one_plus"), hint="log")
+    log_term = _log1p_unit(ctx, emit_unary(ctx, "EXP", neg_abs, hint="exp"))
     return emit_binary(ctx, "ADD", emit_unary(ctx, "RELU", x, hint="relu"), log_term, out=out)
 
 
@@ -225,12 +249,87 @@ def lower_softplus(node: NodeView, ctx: LowerContext) -> None:
     _softplus(ctx, x, out=unary_output(ctx, x))
 
 
+# Above this, tanh(softplus(x)) is 1 in float32 (2 / (n + 2) < 2^-25), and n stays finite.
+_MISH_CLAMP = 20.0
+
+
 @lowering("Mish", since=18, onnx_dtypes=FLOATS)
 def lower_mish(node: NodeView, ctx: LowerContext) -> None:
-    """x * tanh(softplus(x))."""
+    """x * tanh(softplus(x)) = x * n / (n + 2) with n = e^x (e^x + 2), e^x of min(x, 20).
+
+    The rational form has no cancellation for negative x (where x * tanh(log1p(e^x)) loses
+    relative accuracy near 0) and is exactly 1 in float32 for x beyond the clamp.
+    """
     x = ctx.input(0)
-    t = emit_unary(ctx, "TANH", _softplus(ctx, x), hint="tanh")
-    emit_binary(ctx, "MUL", x, t, out=unary_output(ctx, x))
+    e = emit_unary(ctx, "EXP", emit_binary(ctx, "MINIMUM", x, scalar(ctx, _MISH_CLAMP, x.dtype, "clamp"),
+                                           hint="clamped"), hint="exp")
+    n = emit_binary(ctx, "MUL", e, emit_binary(ctx, "ADD", e, scalar(ctx, 2.0, x.dtype, "two"), hint="e_plus_2"),
+                    hint="n")
+    ratio = emit_binary(ctx, "DIV", n, emit_binary(ctx, "ADD", n, scalar(ctx, 2.0, x.dtype, "two"), hint="n_plus_2"),
+                        hint="tanh_softplus")
+    emit_binary(ctx, "MUL", x, ratio, out=unary_output(ctx, x))
+
+
+@lowering("Celu", since=12, onnx_dtypes=FLOATS, dtypes=("float32", "float16"), verified=F32)
+def lower_celu(node: NodeView, ctx: LowerContext) -> None:
+    """max(0, x) + alpha * ELU(min(x, 0) / alpha) (= min(0, alpha * (exp(x / alpha) - 1))).
+
+    float16 is computed in float32 and rounded once at the end (float16 is accepted, checked
+    against the ONNX reference, not ONNX Runtime, which has no float16 Celu kernel).
+    """
+    x = ctx.input(0)
+    out = unary_output(ctx, x)
+    alpha = float(np.float32(node.attr("alpha", 1.0)))
+    if alpha == 0.0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "Celu alpha must be non-zero")
+    wide = WIDER.get(x.dtype)
+    xw = widen(ctx, x, wide, "x_wide") if wide is not None else x
+    negative = emit_binary(ctx, "MINIMUM", xw, scalar(ctx, 0.0, xw.dtype, "zero"), hint="neg_part")
+    if alpha != 1.0:
+        negative = emit_binary(ctx, "DIV", negative, scalar(ctx, alpha, xw.dtype, "alpha"), hint="scaled_in")
+    neg = emit_unary(ctx, "ELU", negative, hint="elu")
+    if alpha != 1.0:
+        neg = emit_binary(ctx, "MUL", neg, scalar(ctx, alpha, xw.dtype, "alpha_out"), hint="scaled_out")
+    pos = emit_unary(ctx, "RELU", xw, hint="pos_part")
+    if wide is None:
+        emit_binary(ctx, "ADD", pos, neg, out=out)
+    else:
+        narrow(ctx, emit_binary(ctx, "ADD", pos, neg, hint="celu_wide"), out)
+
+
+@lowering("ThresholdedRelu", since=10, onnx_dtypes=FLOATS)
+def lower_thresholded_relu(node: NodeView, ctx: LowerContext) -> None:
+    """x where x > alpha (default 1.0), else 0: SELECT_V2(GREATER(x, alpha), x, 0)."""
+    x = ctx.input(0)
+    alpha = float(np.float32(node.attr("alpha", 1.0)))
+    above = ctx.emit1("GREATER", [x, scalar(ctx, alpha, x.dtype, "alpha")], x.shape, np.bool_, "above")
+    ctx.emit("SELECT_V2", [above, x, scalar(ctx, 0.0, x.dtype, "zero")], [unary_output(ctx, x)])
+
+
+@lowering("Shrink", since=9, onnx_dtypes=ALL_NUMERIC)
+def lower_shrink(node: NodeView, ctx: LowerContext) -> None:
+    """x - bias where x > lambd, x + bias where x < -lambd, else 0 (lambd 0.5, bias 0 by default)."""
+    x = ctx.input(0)
+    lambd = float(np.float32(node.attr("lambd", 0.5)))
+    bias = float(np.float32(node.attr("bias", 0.0)))
+    above = ctx.emit1("GREATER", [x, scalar(ctx, lambd, x.dtype, "lambd")], x.shape, np.bool_, "above")
+    below = ctx.emit1("LESS", [x, scalar(ctx, -lambd, x.dtype, "neg_lambd")], x.shape, np.bool_, "below")
+    if bias == 0.0:
+        high, low = x, x
+    else:
+        high = emit_binary(ctx, "SUB", x, scalar(ctx, bias, x.dtype, "bias"), hint="minus_bias")
+        low = emit_binary(ctx, "ADD", x, scalar(ctx, bias, x.dtype, "bias"), hint="plus_bias")
+    inner = ctx.emit1("SELECT_V2", [below, low, scalar(ctx, 0.0, x.dtype, "zero")], x.shape, x.dtype, "low_or_zero")
+    ctx.emit("SELECT_V2", [above, high, inner], [unary_output(ctx, x)])
+
+
+@lowering("Softsign", onnx_dtypes=FLOATS)
+def lower_softsign(node: NodeView, ctx: LowerContext) -> None:
+    """x / (1 + |x|)."""
+    x = ctx.input(0)
+    denom = emit_binary(ctx, "ADD", emit_unary(ctx, "ABS", x, hint="abs"), scalar(ctx, 1.0, x.dtype, "one"),
+                        hint="denom")
+    emit_binary(ctx, "DIV", x, denom, out=unary_output(ctx, x))
 
 
 @lowering("Gelu", since=20, onnx_dtypes=FLOATS)

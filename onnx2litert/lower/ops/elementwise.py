@@ -1,12 +1,18 @@
 """Elementwise arithmetic with ONNX (numpy) broadcasting, and Cast.
 
-Ops: Add, Sub, Mul, Div, Pow, Sqrt, Exp, Log, Abs, Neg, Reciprocal, Min, Max, Sum, Mean, Cast.
+Ops: Add, Sub, Mul, Div, Pow, Sqrt, Exp, Log, Abs, Neg, Reciprocal, Min, Max, Sum, Mean, Cast, CastLike.
 
 LiteRT's ADD/SUB/MUL/DIV/MAXIMUM/MINIMUM/POW kernels broadcast numpy-style across inputs of
 different ranks (checked up to rank 7), so binary ops need no reshapes. Integer support was
 checked kernel by kernel: ADD/SUB/MUL/MAXIMUM/MINIMUM/NEG take int32 and int64, DIV and ABS
 only int32 (DIV int32 truncates toward zero like ONNX). Abs on int64 is built from
 MAXIMUM(x, NEG(x)). The small ``emit_*`` helpers here are shared with ``activation.py``.
+
+int8/uint8/int16/uint16 (which crash or need quantization in the LiteRT kernels), uint32 and
+float16 are computed exactly in a wider type and CAST back (``WIDER``, ``widen``, ``narrow``);
+checked: CAST between integer types wraps modulo 2^width, int32/int64 ADD/SUB/MUL wrap, and
+BITCAST moves uint64 to int64 and back. Cast/CastLike are registered for every definition up to
+opset 28 (the newer ones only add types LiteRT lacks and float8-only attributes).
 """
 from __future__ import annotations
 
@@ -28,7 +34,9 @@ _UNARY = {"Sqrt": "SQRT", "Exp": "EXP", "Log": "LOG", "Neg": "NEG"}
 _VARIADIC = {"Max": "MAXIMUM", "Min": "MINIMUM", "Sum": "ADD", "Mean": "ADD"}
 
 # ONNX Cast target types LiteRT's CAST kernel was verified to convert exactly like ORT.
-CAST_DTYPES = ("float32", "float16", "int32", "int64", "int8", "uint8", "bool")
+CAST_DTYPES = ("float32", "float16", "float64", "int32", "int64", "int8", "int16", "uint8", "uint16",
+               "uint32", "bool")
+_ROUND_MODES = ("up", "down", "nearest")
 
 
 # -- helpers shared by the activation family ---------------------------------------------------
@@ -84,17 +92,97 @@ def _uniform_value(value: np.ndarray) -> float | None:
     return float(flat[0])
 
 
+# -- exact computation in a wider type ----------------------------------------------------------
+
+# dtype -> the type its values are computed in where LiteRT has no kernel for it. Every value
+# converts exactly; results are narrowed back with CAST, which wraps integers modulo 2^width like
+# ONNX Runtime and rounds float32 to float16 once. For +, -, *, / on float16 operands the float32
+# result rounded to float16 is the correctly rounded float16 result (24 >= 2 * 11 + 2 bits), so
+# the double rounding is harmless.
+WIDER = {np.dtype(np.int8): np.dtype(np.int32), np.dtype(np.uint8): np.dtype(np.int32),
+         np.dtype(np.int16): np.dtype(np.int32), np.dtype(np.uint16): np.dtype(np.int32),
+         np.dtype(np.uint32): np.dtype(np.int64), np.dtype(np.float16): _F32}
+_I64 = np.dtype(np.int64)
+_U64 = np.dtype(np.uint64)
+WIDENED = ("int8", "uint8", "int16", "uint16", "uint32", "float16")
+
+
+def widen(ctx: LowerContext, t: Tensor, dtype: np.dtype, hint: str = "wide") -> Tensor:
+    """``t`` converted (exactly) to ``dtype``: numpy for constants, CAST or uint64 BITCAST otherwise."""
+    dtype = np.dtype(dtype)
+    if t.dtype == dtype:
+        return t
+    if t.is_const:
+        data = t.data.view(np.int64) if t.dtype == _U64 and dtype == _I64 else t.data.astype(dtype)
+        return ctx.new_const(data, hint=hint)
+    if t.dtype == _U64 and dtype == _I64:
+        return ctx.emit1("BITCAST", [t], t.shape, _I64, hint)
+    return ctx.emit1("CAST", [t], t.shape, dtype, hint, inDataType=t.dtype, outDataType=dtype)
+
+
+def narrow(ctx: LowerContext, t: Tensor, out: Tensor) -> None:
+    """Write ``t`` into ``out`` of a narrower dtype (integers wrap; uint64 is a BITCAST from int64)."""
+    if t.dtype == out.dtype:
+        emit_copy(ctx, t, out)
+    elif out.dtype == _U64 and t.dtype == _I64:
+        ctx.emit("BITCAST", [t], [out])
+    else:
+        ctx.emit("CAST", [t], [out], inDataType=t.dtype, outDataType=out.dtype)
+
+
+def unsigned_less(ctx: LowerContext, a: Tensor, b: Tensor, hint: str = "less", out: Tensor | None = None) -> Tensor:
+    """a < b for uint64 values held (BITCAST) in int64 ``a`` and ``b``, as a bool tensor.
+
+    Where the top bits differ the operand with the top bit set is the larger; otherwise the
+    signed comparison orders them correctly.
+    """
+    shape = tuple(np.broadcast_shapes(a.shape, b.shape))
+    zero = scalar(ctx, 0, _I64, "zero")
+    a_top = ctx.emit1("LESS", [a, zero], a.shape, np.bool_, f"{hint}_a_top")
+    b_top = ctx.emit1("LESS", [b, zero], b.shape, np.bool_, f"{hint}_b_top")
+    differ = ctx.emit1("NOT_EQUAL", [a_top, b_top], shape, np.bool_, f"{hint}_differ")
+    signed = ctx.emit1("LESS", [a, b], shape, np.bool_, f"{hint}_signed")
+    # SELECT_V2 broadcasts its three inputs.
+    return ctx.emit1("SELECT_V2", [differ, b_top, signed], shape, np.bool_, hint, out)
+
+
 # -- binary ------------------------------------------------------------------------------------
 
-@lowering("Add", "Sub", "Mul", since=7, onnx_dtypes=ALL_NUMERIC, dtypes=("float32",) + _INTS_32_64,
-          verified=("float32",) + _INTS_32_64)
-@lowering("Div", since=7, onnx_dtypes=ALL_NUMERIC, dtypes=("float32", "int32"),
-          verified=("float32", "int32"))
+_ARITH_NATIVE = ("float32", "int32", "int64")
+_ARITH_DTYPES = _ARITH_NATIVE + WIDENED + ("uint64",)
+_DIV_DTYPES = ("float32", "int32", "int8", "uint8", "int16", "uint16", "float16")
+
+
+@lowering("Add", "Sub", "Mul", since=7, onnx_dtypes=ALL_NUMERIC, dtypes=_ARITH_DTYPES, verified=_ARITH_DTYPES)
+@lowering("Div", since=7, onnx_dtypes=ALL_NUMERIC, dtypes=_DIV_DTYPES, verified=_DIV_DTYPES)
 def lower_binary(node: NodeView, ctx: LowerContext) -> None:
-    """Add/Sub/Mul/Div with numpy broadcasting (opset >= 7; older ones used axis/broadcast attrs)."""
+    """Add/Sub/Mul/Div with numpy broadcasting (opset >= 7; older ones used axis/broadcast attrs).
+
+    Types without kernels are computed exactly in a wider type (see WIDER) and narrowed back;
+    uint64 Add/Sub/Mul run in int64 (BITCAST), whose wrap-around arithmetic is the same modulo 2^64;
+    uint32 Mul uses the uint32 MUL kernel (which wraps). Integer Div truncates toward zero.
+    """
     a, b = ctx.input(0), ctx.input(1)
     _same_dtype(ctx, [a, b])
-    emit_binary(ctx, _BINARY[node.op_type], a, b, out=broadcast_output(ctx, [a, b]))
+    opcode = _BINARY[node.op_type]
+    out = broadcast_output(ctx, [a, b])
+    dtype = a.dtype
+    if dtype.name in _ARITH_NATIVE and not (opcode == "DIV" and dtype == _I64):
+        emit_binary(ctx, opcode, a, b, out=out)
+        return
+    if opcode == "MUL" and dtype == np.uint32:
+        emit_binary(ctx, opcode, a, b, out=out)
+        return
+    if dtype == _U64 and opcode != "DIV":
+        wide = _I64
+    elif dtype in WIDER and not (opcode == "DIV" and dtype == np.uint32):
+        wide = WIDER[dtype]
+        if opcode == "MUL" and dtype == np.uint16:
+            wide = _I64  # 65535^2 overflows int32
+    else:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"{node.op_type} on {dtype.name} has no exact LiteRT form")
+    y = emit_binary(ctx, opcode, widen(ctx, a, wide, "a_wide"), widen(ctx, b, wide, "b_wide"), hint="wide_result")
+    narrow(ctx, y, out)
 
 
 @lowering("Pow", since=7, onnx_dtypes=FLOATS + ("int32", "int64"), dtypes=("float32",), verified=("float32",))
@@ -160,48 +248,115 @@ def lower_reciprocal(node: NodeView, ctx: LowerContext) -> None:
 
 # -- variadic ----------------------------------------------------------------------------------
 
-@lowering("Max", "Min", since=6, onnx_dtypes=ALL_NUMERIC, dtypes=("float32",) + _INTS_32_64,
-          verified=("float32",) + _INTS_32_64)
+_MINMAX_DTYPES = ("float32", "int32", "int64") + WIDENED + ("uint64",)
+
+
+@lowering("Max", "Min", since=6, onnx_dtypes=ALL_NUMERIC, dtypes=_MINMAX_DTYPES, verified=_MINMAX_DTYPES)
 @lowering("Sum", "Mean", since=6, onnx_dtypes=FLOATS)
 def lower_variadic(node: NodeView, ctx: LowerContext) -> None:
     """Max/Min/Sum/Mean over 1+ inputs with broadcasting, folded left to right.
 
     Opset 6 required equal shapes; broadcasting (opset 8) is a superset, so one lowering serves both.
+    Max/Min of types without kernels run in a wider type (exact: the result is one of the inputs);
+    uint64 selects with an unsigned comparison of the int64 bit patterns.
     """
     xs = [ctx.input(i) for i in range(len(node.inputs)) if ctx.has_input(i)]
     if not xs:
         raise ctx.fail(Reason.INVALID_MODEL, f"{node.op_type} needs at least one input")
     _same_dtype(ctx, xs)
     out = broadcast_output(ctx, xs)
+    if len(xs) == 1:
+        emit_copy(ctx, xs[0], out)
+        return
     opcode = _VARIADIC[node.op_type]
-    mean = node.op_type == "Mean" and len(xs) > 1
+    dtype = xs[0].dtype
+    if opcode in ("MAXIMUM", "MINIMUM") and dtype == _U64:
+        acc = widen(ctx, xs[0], _I64, "x_i64")
+        for i, x in enumerate(xs[1:], start=1):
+            x64 = widen(ctx, x, _I64, "x_i64")
+            take_x = unsigned_less(ctx, acc, x64, "x_larger") if opcode == "MAXIMUM" else \
+                unsigned_less(ctx, x64, acc, "x_smaller")
+            shape = tuple(np.broadcast_shapes(acc.shape, x64.shape))
+            acc = ctx.emit1("SELECT_V2", [take_x, x64, acc], shape, _I64, "acc")
+        narrow(ctx, acc, out)
+        return
+    wide = WIDER.get(dtype) if opcode in ("MAXIMUM", "MINIMUM") else None
+    if wide is not None:
+        acc = widen(ctx, xs[0], wide, "x_wide")
+        for x in xs[1:]:
+            acc = emit_binary(ctx, opcode, acc, widen(ctx, x, wide, "x_wide"), hint="acc")
+        narrow(ctx, acc, out)
+        return
+    mean = node.op_type == "Mean"
     acc = xs[0]
     for i, x in enumerate(xs[1:], start=2):
         last = i == len(xs) and not mean
         acc = emit_binary(ctx, opcode, acc, x, out=out if last else None, hint="acc")
     if mean:
         emit_binary(ctx, "DIV", acc, scalar(ctx, len(xs), acc.dtype, "count"), out=out)
-    elif len(xs) == 1:
-        emit_copy(ctx, xs[0], out)
 
 
-# -- cast --------------------------------------------------------------------------------------
+# -- cast ----------------------------------------------------------------------------------------
 
-@lowering("Cast", since=6, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=CAST_DTYPES,
-          verified=CAST_DTYPES)
-def lower_cast(node: NodeView, ctx: LowerContext) -> None:
-    """CAST between float32, float16, int32, int64, int8, uint8 and bool.
-
-    LiteRT converts with static_cast like ORT: float -> int truncates, x -> bool is x != 0.
-    """
-    x = ctx.input(0)
-    to = node.attr("to")
+def _cast_target(ctx: LowerContext, to: object) -> np.dtype:
+    """The numpy dtype of ONNX tensor type ``to``, or an unsupported_dtype failure."""
     try:
-        target = np.dtype(helper.tensor_dtype_to_np_dtype(int(to)))
+        return np.dtype(helper.tensor_dtype_to_np_dtype(int(to)))
     except (KeyError, TypeError, ValueError):
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"Cast to ONNX type {to} is not supported") from None
+
+
+def _check_round_mode(node: NodeView, ctx: LowerContext) -> None:
+    """``round_mode`` (opset 24+) only affects casts to float8e8m0, which are refused anyway."""
+    mode = node.attr("round_mode", "up")
+    if mode not in _ROUND_MODES:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"round_mode must be one of {', '.join(_ROUND_MODES)}, got '{mode}'")
+
+
+def emit_cast(ctx: LowerContext, x: Tensor, target: np.dtype, out: Tensor) -> None:
+    """CAST ``x`` into ``out`` (of dtype ``target``) where LiteRT converts exactly like ONNX."""
     if target.name not in CAST_DTYPES:
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE,
                        f"Cast to {target.name} is not supported; LiteRT CAST targets: {', '.join(CAST_DTYPES)}")
-    out = ctx.output(0, x.shape, target)
+    if x.dtype == np.float64 and target == np.float16:
+        # LiteRT converts double -> float -> half: two roundings, not the single one ONNX specifies.
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, "Cast float64 -> float16 rounds twice in LiteRT (via float32)")
     ctx.emit("CAST", [x], [out], inDataType=x.dtype, outDataType=target)
+
+
+@lowering("Cast", since=6, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=CAST_DTYPES,
+          verified=CAST_DTYPES)
+@lowering("Cast", since=24, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=CAST_DTYPES,
+          verified=CAST_DTYPES)
+@lowering("Cast", since=25, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=CAST_DTYPES,
+          verified=CAST_DTYPES)
+@lowering("Cast", since=28, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=CAST_DTYPES,
+          verified=CAST_DTYPES)
+def lower_cast(node: NodeView, ctx: LowerContext) -> None:
+    """CAST between float32, float16, float64, bool and the integer types LiteRT holds.
+
+    LiteRT converts with static_cast like ORT: float -> int truncates, int -> narrower int wraps,
+    x -> bool is x != 0. ``saturate`` only applies to float8 targets and ``round_mode`` (opset 24)
+    to float8e8m0 targets, neither of which LiteRT has; opsets 25 and 28 only added types.
+    """
+    if node.opset >= 24:
+        _check_round_mode(node, ctx)
+    x = ctx.input(0)
+    target = _cast_target(ctx, node.attr("to"))
+    emit_cast(ctx, x, target, ctx.output(0, x.shape, target))
+
+
+@lowering("CastLike", since=15, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=CAST_DTYPES,
+          verified=CAST_DTYPES, zero_size_inputs=True)  # a zero-sized `like` is fine: only its dtype is read
+@lowering("CastLike", since=24, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=CAST_DTYPES,
+          verified=CAST_DTYPES, zero_size_inputs=True)
+@lowering("CastLike", since=25, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=CAST_DTYPES,
+          verified=CAST_DTYPES, zero_size_inputs=True)
+def lower_cast_like(node: NodeView, ctx: LowerContext) -> None:
+    """Cast input 0 to the dtype of input 1 (only its dtype is used, never its values)."""
+    if node.opset >= 24:
+        _check_round_mode(node, ctx)
+    x = ctx.input(0)
+    target = ctx.input(1).dtype
+    emit_cast(ctx, x, target, ctx.output(0, x.shape, target))

@@ -29,17 +29,17 @@ from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import ALL_NUMERIC, FLOATS, INTS, lowering
-from .elementwise import emit_binary, emit_unary, scalar
+from .elementwise import WIDENED, WIDER, emit_binary, emit_unary, scalar, unsigned_less, widen
 
 _BOOL = np.dtype(np.bool_)
 _I32 = np.dtype(np.int32)
 _I64 = np.dtype(np.int64)
 _U32 = np.dtype(np.uint32)
+_U64 = np.dtype(np.uint64)
 
 _CMP_DTYPES = ("float32", "int32", "int64")
 # Integer types BITWISE_XOR / RIGHT_SHIFT accept.
 _BIT_DTYPES = ("int8", "int16", "int32", "uint8", "uint16", "uint32")
-_SHIFT_DTYPES = ("uint8", "uint16", "uint32")
 
 _COMPARE = {"Equal": "EQUAL", "Greater": "GREATER", "GreaterOrEqual": "GREATER_EQUAL",
             "Less": "LESS", "LessOrEqual": "LESS_EQUAL"}
@@ -86,16 +86,40 @@ def _bits(dtype: np.dtype) -> int:
 
 # -- comparisons and boolean logic -------------------------------------------------------------
 
-@lowering("Equal", since=7, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=_CMP_DTYPES + ("bool",),
-          verified=_CMP_DTYPES + ("bool",))
-@lowering("Greater", "Less", since=7, onnx_dtypes=ALL_NUMERIC, dtypes=_CMP_DTYPES, verified=_CMP_DTYPES)
-@lowering("GreaterOrEqual", "LessOrEqual", since=12, onnx_dtypes=ALL_NUMERIC, dtypes=_CMP_DTYPES,
-          verified=_CMP_DTYPES)
+_CMP_ALL = _CMP_DTYPES + WIDENED + ("uint64",)
+
+
+@lowering("Equal", since=7, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=_CMP_ALL + ("bool",),
+          verified=_CMP_ALL + ("bool",))
+@lowering("Greater", "Less", since=7, onnx_dtypes=ALL_NUMERIC, dtypes=_CMP_ALL, verified=_CMP_ALL)
+@lowering("GreaterOrEqual", "LessOrEqual", since=12, onnx_dtypes=ALL_NUMERIC, dtypes=_CMP_ALL,
+          verified=_CMP_ALL)
 def lower_compare(node: NodeView, ctx: LowerContext) -> None:
-    """Broadcasting comparisons -> EQUAL/GREATER/GREATER_EQUAL/LESS/LESS_EQUAL (bool output)."""
+    """Broadcasting comparisons -> EQUAL/GREATER/GREATER_EQUAL/LESS/LESS_EQUAL (bool output).
+
+    Types without kernels compare exactly after a value-preserving CAST (see WIDER); uint64
+    compares its int64 bit patterns (BITCAST) with the sign bit read as the top value bit.
+    """
     a, b = ctx.input(0), ctx.input(1)
     _same_dtype(ctx, a, b)
-    _emit_bool(ctx, _COMPARE[node.op_type], [a, b], out=_bool_output(ctx, a, b))
+    out = _bool_output(ctx, a, b)
+    opcode = _COMPARE[node.op_type]
+    if a.dtype == _U64:
+        a64, b64 = widen(ctx, a, _I64, "a_i64"), widen(ctx, b, _I64, "b_i64")
+        if opcode == "EQUAL":
+            _emit_bool(ctx, "EQUAL", [a64, b64], out=out)
+            return
+        # a > b is b < a; a >= b is not (a < b); a <= b is not (b < a).
+        lhs, rhs = (b64, a64) if opcode in ("GREATER", "LESS_EQUAL") else (a64, b64)
+        if opcode in ("GREATER", "LESS"):
+            unsigned_less(ctx, lhs, rhs, out=out)
+        else:
+            ctx.emit("LOGICAL_NOT", [unsigned_less(ctx, lhs, rhs)], [out])
+        return
+    wide = WIDER.get(a.dtype)
+    if wide is not None:
+        a, b = widen(ctx, a, wide, "a_wide"), widen(ctx, b, wide, "b_wide")
+    _emit_bool(ctx, opcode, [a, b], out=out)
 
 
 @lowering("And", "Or", "Xor", since=7, onnx_dtypes=("bool",), dtypes=("bool",), verified=("bool",))
@@ -115,8 +139,11 @@ def lower_not(node: NodeView, ctx: LowerContext) -> None:
 
 # ONNX Runtime has no bool Where kernel to compare against, so bool is accepted (the test checks
 # it against numpy) but not listed as verified.
+_WHERE_DTYPES = ("float32", "float16", "float64") + INTS
+
+
 @lowering("Where", since=9, onnx_dtypes=ALL_NUMERIC + ("bool", "string"),
-          dtypes=_CMP_DTYPES + ("bool",), verified=_CMP_DTYPES, dtype_input=1)
+          dtypes=_WHERE_DTYPES + ("bool",), verified=_WHERE_DTYPES, dtype_input=1)
 def lower_where(node: NodeView, ctx: LowerContext) -> None:
     """SELECT_V2(condition, x, y) with three-way numpy broadcasting."""
     cond, x, y = ctx.input(0), ctx.input(1), ctx.input(2)
@@ -128,17 +155,27 @@ def lower_where(node: NodeView, ctx: LowerContext) -> None:
 
 # -- float classification and sign -------------------------------------------------------------
 
-@lowering("IsNaN", since=9, onnx_dtypes=FLOATS)
+def _float32_view(ctx: LowerContext, x: Tensor) -> Tensor:
+    """float16/float64 ``x`` as float32 for classification: NaN stays NaN, +-inf stays +-inf."""
+    return x if x.dtype == np.float32 else widen(ctx, x, np.float32, "x_f32")
+
+
+@lowering("IsNaN", since=9, onnx_dtypes=FLOATS, dtypes=("float32", "float16", "float64"),
+          verified=("float32", "float16", "float64"))
 def lower_isnan(node: NodeView, ctx: LowerContext) -> None:
-    """NaN is the only value not equal to itself: NOT_EQUAL(x, x)."""
-    x = ctx.input(0)
+    """NaN is the only value not equal to itself: NOT_EQUAL(x, x) (float16/float64 via float32)."""
+    x = _float32_view(ctx, ctx.input(0))
     _emit_bool(ctx, "NOT_EQUAL", [x, x], out=_bool_output(ctx, x))
 
 
-@lowering("IsInf", since=10, onnx_dtypes=FLOATS)
+@lowering("IsInf", since=10, onnx_dtypes=FLOATS, dtypes=("float32", "float16"), verified=("float32", "float16"))
 def lower_isinf(node: NodeView, ctx: LowerContext) -> None:
-    """Comparisons with +-inf, per ``detect_positive`` / ``detect_negative`` (both default 1)."""
-    x = ctx.input(0)
+    """Comparisons with +-inf, per ``detect_positive`` / ``detect_negative`` (both default 1).
+
+    float16 is compared in float32 (exact). float64 is refused: a finite value beyond the float32
+    range would turn into inf.
+    """
+    x = _float32_view(ctx, ctx.input(0))
     out = _bool_output(ctx, x)
     pos, neg = int(node.attr("detect_positive", 1)), int(node.attr("detect_negative", 1))
     inf = scalar(ctx, np.inf, x.dtype, "inf")
@@ -167,31 +204,107 @@ def lower_sign(node: NodeView, ctx: LowerContext) -> None:
 
 # -- shifts ------------------------------------------------------------------------------------
 
-def _shift_index(ctx: LowerContext, k: Tensor) -> Tensor:
-    """The shift amount as an int64 index clamped to [0, 63] (uint inputs are never negative)."""
-    k64 = _cast(ctx, k, _I64, "shift_i64")
-    return emit_binary(ctx, "MINIMUM", k64, scalar(ctx, 63, _I64, "max_index"), hint="shift_index")
+def _to_int64(ctx: LowerContext, t: Tensor, hint: str) -> Tensor:
+    """``t`` as int64: CAST (value-preserving) for up to 32 bits, BITCAST (two's complement) for uint64."""
+    if t.dtype == _I64:
+        return t
+    if t.dtype == _U64:
+        return ctx.emit1("BITCAST", [t], t.shape, _I64, hint)
+    return _cast(ctx, t, _I64, hint)
 
 
-def _shift_table(ctx: LowerContext, table: np.ndarray, k: Tensor, hint: str) -> Tensor:
-    """``table[k]`` for a constant shift (numpy) or a computed one (GATHER of a 64-entry table)."""
+def _from_int64(ctx: LowerContext, t: Tensor, dtype: np.dtype, out: Tensor) -> None:
+    """Narrow an int64 ``t`` into ``out``: CAST wraps modulo 2^width, BITCAST reinterprets for uint64."""
+    if dtype == _U64:
+        ctx.emit("BITCAST", [t], [out])
+    else:
+        _cast(ctx, t, dtype, out=out)
+
+
+def _shift_amount(ctx: LowerContext, k: Tensor, width: int) -> tuple[Tensor | np.ndarray, Tensor | np.ndarray]:
+    """(valid, k64): ``valid`` marks shifts in [0, width); ``k64`` is the shift as int64, 0 where invalid.
+
+    Both are numpy arrays for a constant shift, tensors otherwise. A uint64 shift >= 2^63 reads as a
+    negative int64, which is out of range either way.
+    """
     kc = ctx.const(1)
     if kc is not None:
-        return ctx.new_const(table[np.minimum(kc.astype(np.uint64), 63).astype(np.int64)], hint=hint)
-    index = _shift_index(ctx, k)
-    return ctx.emit1("GATHER", [ctx.new_const(table, hint=f"{hint}_table"), index], index.shape,
-                     table.dtype, hint, axis=0, batchDims=0)
+        k64 = np.asarray(kc).astype(np.int64)
+        valid = (k64 >= 0) & (k64 < width)
+        return valid, np.where(valid, k64, 0)
+    k64 = _to_int64(ctx, k, "shift_i64")
+    lo = _emit_bool(ctx, "GREATER_EQUAL", [k64, scalar(ctx, 0, _I64, "zero_i64")], hint="shift_ge_0")
+    hi = _emit_bool(ctx, "LESS", [k64, scalar(ctx, width, _I64, "width")], hint="shift_lt_width")
+    valid = _emit_bool(ctx, "LOGICAL_AND", [lo, hi], hint="shift_valid")
+    safe = ctx.emit1("SELECT_V2", [valid, k64, scalar(ctx, 0, _I64, "zero_shift")], k64.shape, _I64, "shift_safe")
+    return valid, safe
+
+
+def _as_tensor(ctx: LowerContext, value: Tensor | np.ndarray, dtype: np.dtype, hint: str) -> Tensor:
+    """A constant for a numpy ``value`` (converted to ``dtype``), a CAST for a tensor of another dtype."""
+    if isinstance(value, Tensor):
+        return _cast(ctx, value, dtype, hint)
+    return ctx.new_const(np.asarray(value).astype(dtype), hint=hint)
+
+
+def _right_shift(ctx: LowerContext, x: Tensor, valid: Tensor | np.ndarray, k64: Tensor | np.ndarray,
+                 out: Tensor) -> None:
+    """RIGHT_SHIFT (arithmetic for signed, logical for unsigned types) with ONNX's out-of-range rule.
+
+    A shift outside [0, width) gives the sign fill: x >> (width - 1) (-1 or 0) for signed types,
+    0 for unsigned ones. RIGHT_SHIFT itself would clamp or misread such shifts, so it only ever
+    sees valid amounts.
+    """
+    width = _bits(x.dtype)
+    signed = x.dtype.kind == "i"
+    if not isinstance(valid, Tensor):
+        if bool(np.all(valid)):
+            ctx.emit("RIGHT_SHIFT", [x, _as_tensor(ctx, k64, x.dtype, "shift")], [out])
+            return
+        if signed:  # the fill is x >> (width - 1): fold it into the amount
+            ctx.emit("RIGHT_SHIFT", [x, _as_tensor(ctx, np.where(valid, k64, width - 1), x.dtype, "shift")], [out])
+            return
+        valid_t = ctx.new_const(np.asarray(valid), hint="shift_valid")
+    else:
+        valid_t = valid
+    if signed:
+        amount = ctx.emit1("SELECT_V2", [valid_t, k64, scalar(ctx, width - 1, _I64, "fill_shift")],
+                           _bshape(valid_t, k64), _I64, "amount")
+        ctx.emit("RIGHT_SHIFT", [x, _cast(ctx, amount, x.dtype, "amount_cast")], [out])
+        return
+    shifted = ctx.emit1("RIGHT_SHIFT", [x, _as_tensor(ctx, k64, x.dtype, "shift")], out.shape, x.dtype, "shifted")
+    ctx.emit("SELECT_V2", [valid_t, shifted, scalar(ctx, 0, x.dtype, "zero")], [out])
+
+
+def _left_shift(ctx: LowerContext, x: Tensor, valid: Tensor | np.ndarray, k64: Tensor | np.ndarray,
+                out: Tensor) -> None:
+    """x * 2^k in int64 (0 for out-of-range k), narrowed back with wrap-around.
+
+    Up to 32 bits the product fits int64 exactly (|x| * 2^31 < 2^63) and CAST keeps the low bits;
+    64-bit values multiply modulo 2^64 in int64 (MUL wraps), uint64 via BITCAST.
+    """
+    width = _bits(x.dtype)
+    powers = np.array([(1 << i) % (1 << 64) for i in range(width)] + [0], np.uint64).astype(np.int64)
+    if isinstance(valid, Tensor):
+        index = ctx.emit1("SELECT_V2", [valid, k64, scalar(ctx, width, _I64, "no_shift")], valid.shape, _I64,
+                          "power_index")
+        factor = ctx.emit1("GATHER", [ctx.new_const(powers, hint="pow2_table"), index], index.shape, _I64,
+                           "pow2", axis=0, batchDims=0)
+    else:
+        factor = ctx.new_const(powers[np.where(valid, k64, width)], hint="pow2")
+    product = emit_binary(ctx, "MUL", _to_int64(ctx, x, "x_i64"), factor, hint="product")
+    _from_int64(ctx, product, x.dtype, out)
 
 
 # ONNX Runtime has no uint16 BitShift kernel: uint16 is accepted and tested against numpy only.
-@lowering("BitShift", since=11, onnx_dtypes=("uint8", "uint16", "uint32", "uint64"), dtypes=_SHIFT_DTYPES,
-          verified=("uint8", "uint32"))
+@lowering("BitShift", since=11, onnx_dtypes=("uint8", "uint16", "uint32", "uint64"),
+          dtypes=("uint8", "uint16", "uint32", "uint64"), verified=("uint8", "uint32"))
+@lowering("BitShift", since=28, onnx_dtypes=INTS, dtypes=INTS, verified=("uint8", "uint32"))
 def lower_bitshift(node: NodeView, ctx: LowerContext) -> None:
-    """Logical shifts of unsigned integers; shifts >= the bit width give 0 like ONNX Runtime.
+    """Shifts with ONNX's rules: shifts outside [0, width) give the sign fill (right) or 0 (left).
 
-    RIGHT: RIGHT_SHIFT, with lanes whose shift is >= the width zeroed by SELECT_V2 (RIGHT_SHIFT
-    alone would clamp the shift). LEFT: multiplication by 2^k taken from a table (0 for k >= width),
-    in int64 for uint8/uint16 (cast back wraps) and in uint32 for uint32 (MUL wraps).
+    Opset 28 added signed types (arithmetic right shift, left shifts that wrap) and defined
+    negative shifts. Right shifts of 64-bit values have no LiteRT kernel and are refused.
     """
     x, k = ctx.input(0), ctx.input(1)
     _same_dtype(ctx, x, k)
@@ -199,29 +312,15 @@ def lower_bitshift(node: NodeView, ctx: LowerContext) -> None:
     if direction not in ("LEFT", "RIGHT"):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"BitShift direction must be LEFT or RIGHT, got "
                                                            f"'{node.attr('direction')}'")
-    width = _bits(x.dtype)
+    if direction == "RIGHT" and _bits(x.dtype) == 64:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"right BitShift of {x.dtype.name}: LiteRT's RIGHT_SHIFT "
+                                                 f"takes 8/16/32-bit integers only")
     out = _same_output(ctx, x, k)
+    valid, k64 = _shift_amount(ctx, k, _bits(x.dtype))
     if direction == "RIGHT":
-        kc = ctx.const(1)
-        if kc is not None and bool(np.all(kc < width)):
-            ctx.emit("RIGHT_SHIFT", [x, k], [out])
-            return
-        shifted = ctx.emit1("RIGHT_SHIFT", [x, k], out.shape, x.dtype, "shifted")
-        valid = _shift_table(ctx, np.arange(64) < width, k, "in_range")
-        ctx.emit("SELECT_V2", [valid, shifted, scalar(ctx, 0, x.dtype, "zero")], [out])
-        return
-    powers = np.array([(1 << i) % (1 << width) for i in range(64)], np.uint64)
-    if x.dtype == _U32:
-        # Powers of two below 2^32 fit int64 (GATHER has no uint32 kernel); cast after the lookup.
-        factor = _shift_table(ctx, powers.astype(np.int64), k, "pow2")
-        factor = ctx.new_const(factor.data.astype(np.uint32), hint="pow2_u32") if factor.is_const \
-            else _cast(ctx, factor, _U32, "pow2_u32")
-        emit_binary(ctx, "MUL", x, factor, out=out)
-        return
-    # uint8/uint16: x * 2^k < 2^31 in int64, and the cast back keeps the low bits.
-    factor = _shift_table(ctx, powers.astype(np.int64), k, "pow2")
-    product = emit_binary(ctx, "MUL", _cast(ctx, x, _I64, "x_i64"), factor, hint="product")
-    _cast(ctx, product, x.dtype, out=out)
+        _right_shift(ctx, x, valid, k64, out)
+    else:
+        _left_shift(ctx, x, valid, k64, out)
 
 
 # -- bitwise -----------------------------------------------------------------------------------

@@ -36,11 +36,11 @@ from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import ALL_NUMERIC, FLOATS, lowering
-from .elementwise import emit_binary, emit_unary, scalar, unary_output
+from .elementwise import WIDENED, WIDER, emit_binary, emit_unary, narrow, scalar, unary_output, widen
 
 _F32 = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
-_MOD_DTYPES = ("float32", "int32", "int64")
+_MOD_DTYPES = ("float32", "int32", "int64") + WIDENED
 # Above this, a^2 + 1 == a^2 in float32 and asinh/acosh(a) == log(2a) to float32 precision.
 _LARGE = float(2 ** 20)
 _LN2 = math.log(2.0)
@@ -87,8 +87,16 @@ def lower_builtin_unary(node: NodeView, ctx: LowerContext) -> None:
 # -- modulo ------------------------------------------------------------------------------------
 
 @lowering("Mod", since=10, onnx_dtypes=ALL_NUMERIC, dtypes=_MOD_DTYPES, verified=_MOD_DTYPES)
+@lowering("Mod", since=28, onnx_dtypes=ALL_NUMERIC, dtypes=_MOD_DTYPES, verified=_MOD_DTYPES)
 def lower_mod(node: NodeView, ctx: LowerContext) -> None:
-    """fmod=0: FLOOR_MOD (integers; sign of the divisor). fmod=1: sign(a) * FLOOR_MOD(|a|, |b|)."""
+    """fmod=0: FLOOR_MOD (sign of the divisor). fmod=1: sign(a) * FLOOR_MOD(|a|, |b|) for floats.
+
+    Before opset 28 fmod=0 was defined for integers only; opset 28 defines it for floats as
+    A - floor(A / B) * B with IEEE special cases, which LiteRT's FLOOR_MOD (std::fmod, then + B
+    where the signs differ) follows (zero results may differ in the sign of the zero).
+    Types without FLOOR_MOD kernels run in a wider type: the remainder is exact there, and the
+    one rounded float16 addition is correctly rounded via float32.
+    """
     a, b = ctx.input(0), ctx.input(1)
     if a.dtype != b.dtype:
         raise ctx.fail(Reason.INVALID_MODEL, f"inputs have different dtypes ({a.dtype.name}, {b.dtype.name})")
@@ -96,16 +104,23 @@ def lower_mod(node: NodeView, ctx: LowerContext) -> None:
     fmod = int(node.attr("fmod", 0))
     if fmod not in (0, 1):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Mod fmod must be 0 or 1, got {fmod}")
+    is_float = a.dtype.kind == "f"
+    if fmod == 0 and is_float and node.opset < 28:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       "Mod on floating-point inputs requires fmod=1 before opset 28 (ONNX Runtime rejects fmod=0)")
+    wide = WIDER.get(a.dtype)
+    target = out
+    if wide is not None:
+        a, b = widen(ctx, a, wide, "a_wide"), widen(ctx, b, wide, "b_wide")
+        target = ctx.tmp(out.shape, wide, "wide_mod")
     if fmod == 0:
-        if a.dtype == _F32:
-            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
-                           "Mod on floating-point inputs requires fmod=1 (the ONNX spec; ONNX Runtime rejects fmod=0)")
-        emit_binary(ctx, "FLOOR_MOD", a, b, out=out)
-        return
-    if a.dtype == _F32:
-        _float_fmod(ctx, a, b, out)
+        emit_binary(ctx, "FLOOR_MOD", a, b, out=target)
+    elif is_float:
+        _float_fmod(ctx, a, b, target)
     else:
-        _int_fmod(ctx, a, b, out)
+        _int_fmod(ctx, a, b, target)
+    if wide is not None:
+        narrow(ctx, target, out)
 
 
 def _float_fmod(ctx: LowerContext, a: Tensor, b: Tensor, out: Tensor) -> None:
