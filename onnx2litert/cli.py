@@ -135,10 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     shapes = parser.add_argument_group("shapes & layout")
     shapes.add_argument("-b", "--batch_size", type=_positive_int, metavar="N",
-                        help="value for a symbolic/unknown batch (first) dim of every input (default 1)")
+                        help="fix a symbolic/unknown batch (first) dim of every input to N (static); by default "
+                             "it stays dynamic (-1 in shape_signature, initial size 1) when the model allows")
     shapes.add_argument("-ois", "--overwrite_input_shape", nargs="+", type=_input_shape, action="extend",
                         metavar="NAME:D0,D1,...",
-                        help="fix input shapes, e.g. -ois waveform:1,16000 (needed for symbolic non-batch dims)")
+                        help="fix input shapes, e.g. -ois waveform:1,16000 (static; for symbolic dims that "
+                             "cannot stay dynamic)")
+    shapes.add_argument("-ddd", "--dynamic_dim_default", type=_positive_int, metavar="N", default=8,
+                        help="initial size of symbolic non-batch dims kept dynamic, also the size they are "
+                             "converted at (default 8); resize_tensor_input changes it at run time")
+    shapes.add_argument("-nds", "--no_dynamic_shapes", action="store_false", dest="dynamic_shapes",
+                        help="never keep symbolic dims dynamic: batch dims become 1 (or -b), other symbolic "
+                             "dims need -ois")
     shapes.add_argument("-k", "-kat", "--keep_ncw_or_nchw_or_ncdhw_input_names", nargs="+", action="extend",
                         metavar="NAME", dest="keep_ncw_or_nchw_or_ncdhw_input_names",
                         help="keep these inputs in ONNX (channels-first) layout; by default inputs feeding "
@@ -235,6 +243,8 @@ def options_from_args(args: argparse.Namespace) -> ConversionOptions:
         tflite_backend=args.tflite_backend,
         batch_size=args.batch_size,
         overwrite_input_shape=tuple(args.overwrite_input_shape or ()),
+        dynamic_shapes=args.dynamic_shapes,
+        dynamic_dim_default=args.dynamic_dim_default,
         keep_ncw_or_nchw_or_ncdhw_input_names=tuple(args.keep_ncw_or_nchw_or_ncdhw_input_names or ()),
         keep_all_inputs_layout=args.keep_all_inputs_layout,
         report_op_coverage=args.report_op_coverage,

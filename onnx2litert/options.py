@@ -24,6 +24,11 @@ class ConversionOptions:
     # Shapes: a batch size for symbolic/unknown leading dims, and explicit input shapes.
     batch_size: int | None = None
     overwrite_input_shape: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # Symbolic input dims not pinned by -b/-ois stay dynamic (-1 in shape_signature) when the
+    # model converts the same way at every size; non-batch ones are converted at this size
+    # (the .tflite's initial shape; batch dims use 1).
+    dynamic_shapes: bool = True
+    dynamic_dim_default: int = 8
     # Inputs listed here keep their ONNX (channels-first) layout.
     keep_ncw_or_nchw_or_ncdhw_input_names: tuple[str, ...] = ()
     keep_all_inputs_layout: bool = False
@@ -98,6 +103,8 @@ class ConversionOptions:
         if self.eval_num_samples < 1:
             problems.append(f"--eval_num_samples must be >= 1, got {self.eval_num_samples}")
         problems.extend(self._split_problems())
+        if self.dynamic_dim_default < 1:
+            problems.append(f"--dynamic_dim_default must be >= 1, got {self.dynamic_dim_default}")
         if self.batch_size is not None and self.batch_size < 1:
             problems.append(f"--batch_size must be >= 1, got {self.batch_size}")
         for name, dims in self.overwrite_input_shape:

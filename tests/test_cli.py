@@ -296,7 +296,7 @@ def _input_shape(tflite: Path) -> list[int]:
 
 def test_overwrite_input_shape_and_batch(tmp_path: Path, dynamic_seq: Path, relu_add: Path,
                                         capfd: pytest.CaptureFixture):
-    proc = run_cli("-i", dynamic_seq, "-o", tmp_path / "a")
+    proc = run_cli("-i", dynamic_seq, "-o", tmp_path / "a", "--no_dynamic_shapes")
     assert proc.returncode == 1
     assert stderr_lines(proc)[0].startswith("[dynamic_shape_unsupported]")
     assert "-ois x:" in proc.stderr

@@ -21,8 +21,9 @@ ENABLE = {"flatbuffer_direct_allow_custom_ops": True}
 DOMAIN = "com.example"
 
 
-def _hardmax_model() -> onnx.ModelProto:
-    return single_op_model("Hardmax", [("x", np.float32, [2, 5])], axis=1)
+def _bernoulli_model() -> onnx.ModelProto:
+    # Bernoulli draws random numbers: no exact lowering can exist, so it stays a custom-op candidate.
+    return single_op_model("Bernoulli", [("x", np.float32, [2, 5])], seed=1.0)
 
 
 def _domain_model(extra_nodes: tuple = (), output_shape: list | None = (2, 3), **attrs: object) -> onnx.ModelProto:
@@ -49,15 +50,15 @@ def _custom_ops(data: bytes) -> list[tuple[str, S.OperatorT, S.SubGraphT]]:
     return out
 
 
-@pytest.mark.parametrize("op_type", ["Hardmax", "Det"])
+@pytest.mark.parametrize("op_type", ["Bernoulli", "Multinomial"])
 def test_candidate_ops_have_no_lowering(op_type):
     assert REGISTRY.find("", op_type, 17) is None and not REGISTRY.knows("", op_type)
     assert not REGISTRY.knows(DOMAIN, "MyOp")
 
 
 @pytest.mark.parametrize("value, expected", [
-    ("Det,Hardmax", ("Det", "Hardmax")), (" Det , ,Hardmax ", ("Det", "Hardmax")),
-    (["Det", "Hardmax,Foo"], ("Det", "Hardmax", "Foo")), (("Det",), ("Det",)), ("", ()), ([], ())])
+    ("Det,Bernoulli", ("Det", "Bernoulli")), (" Det , ,Bernoulli ", ("Det", "Bernoulli")),
+    (["Det", "Bernoulli,Foo"], ("Det", "Bernoulli", "Foo")), (("Det",), ("Det",)), ("", ()), ([], ())])
 def test_allowlist_normalized(value, expected):
     opts = ConversionOptions.from_kwargs(flatbuffer_direct_custom_op_allowlist=value)
     assert opts.flatbuffer_direct_custom_op_allowlist == expected
@@ -69,7 +70,7 @@ def test_policy_defaults_off():
 
 
 @pytest.mark.parametrize("entry, ok", [("Det", True), ("ONNX_Det", True), ("com.example::Det", False),
-                                       ("Hardmax", False)])
+                                       ("Bernoulli", False)])
 def test_allowlist_matching(entry, ok):
     assert allowlisted("", "Det", (entry,)) is ok
     assert allowlisted(DOMAIN, "MyOp", ("com.example::MyOp",)) and allowlisted(DOMAIN, "MyOp", ("MyOp",))
@@ -77,33 +78,33 @@ def test_allowlist_matching(entry, ok):
 
 
 def test_disabled_fails_with_candidate_disabled():
-    exc = expect_failure(_hardmax_model(), "custom_op_candidate_disabled")
+    exc = expect_failure(_bernoulli_model(), "custom_op_candidate_disabled")
     assert [i.reason.value for i in exc.issues] == ["custom_op_candidate_disabled"]
-    assert "--flatbuffer_direct_allow_custom_ops" in str(exc) and "ONNX_Hardmax" in str(exc)
+    assert "--flatbuffer_direct_allow_custom_ops" in str(exc) and "ONNX_Bernoulli" in str(exc)
 
 
 def test_allowlist_without_enable_is_still_disabled():
-    expect_failure(_hardmax_model(), "custom_op_candidate_disabled",
-                   flatbuffer_direct_custom_op_allowlist="Hardmax")
+    expect_failure(_bernoulli_model(), "custom_op_candidate_disabled",
+                   flatbuffer_direct_custom_op_allowlist="Bernoulli")
 
 
 def test_enabled_not_in_allowlist():
-    exc = expect_failure(_hardmax_model(), "custom_op_not_in_allowlist", **ENABLE,
+    exc = expect_failure(_bernoulli_model(), "custom_op_not_in_allowlist", **ENABLE,
                          flatbuffer_direct_custom_op_allowlist="Det,TopK")
     assert [i.reason.value for i in exc.issues] == ["custom_op_not_in_allowlist"]
-    assert "Det,TopK" in str(exc) and "Hardmax" in str(exc)
+    assert "Det,TopK" in str(exc) and "Bernoulli" in str(exc)
 
 
-@pytest.mark.parametrize("allowlist", ["Hardmax", "Det,Hardmax", ["ONNX_Hardmax"], "", []])
+@pytest.mark.parametrize("allowlist", ["Bernoulli", "Det,Bernoulli", ["ONNX_Bernoulli"], "", []])
 def test_enabled_and_allowed(allowlist):
-    result = onnx2litert.convert(_hardmax_model(), **ENABLE, flatbuffer_direct_custom_op_allowlist=allowlist)
+    result = onnx2litert.convert(_bernoulli_model(), **ENABLE, flatbuffer_direct_custom_op_allowlist=allowlist)
     assert result.op_counts == {"CUSTOM": 1}
     for variant in ("float32", "float16"):
         ops = _custom_ops(result.artifacts[variant])
-        assert [code for code, _, _ in ops] == ["ONNX_Hardmax"]
+        assert [code for code, _, _ in ops] == ["ONNX_Bernoulli"]
         _, op, _ = ops[0]
         assert op.customOptionsFormat == S.CustomOptionsFormat.FLEXBUFFERS
-        assert flexbuffers.Loads(bytes(op.customOptions)) == {"axis": 1}
+        assert flexbuffers.Loads(bytes(op.customOptions)) == {"seed": 1.0}
 
 
 def test_flexbuffer_round_trips_attributes():
@@ -142,18 +143,18 @@ def test_node_without_attributes_gets_empty_map():
 
 def test_report_shows_custom_node_and_policy(tmp_path):
     model = make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
-                        helper.make_node("Hardmax", ["r"], ["h"], name="hm", axis=-1),
+                        helper.make_node("Bernoulli", ["r"], ["h"], name="hm", seed=1.0),
                         helper.make_node("Neg", ["h"], ["y"], name="neg")],
                        [("x", np.float32, [2, 5])], [("y", np.float32, [2, 5])])
     result = onnx2litert.convert(model, tmp_path, report_op_coverage=True, **ENABLE,
-                                 flatbuffer_direct_custom_op_allowlist="Hardmax")
+                                 flatbuffer_direct_custom_op_allowlist="Bernoulli")
     report = json.loads((tmp_path / "model_op_coverage_report.json").read_text())
     assert report == json.loads(json.dumps(result.reports["op_coverage"]))
-    assert report["custom_op_policy"] == {"allow_custom_ops": True, "allowlist": ["Hardmax"],
+    assert report["custom_op_policy"] == {"allow_custom_ops": True, "allowlist": ["Bernoulli"],
                                           "custom_nodes": ["hm"]}
     nodes = {n["name"]: n for n in report["nodes"]}
     assert nodes["hm"]["dispatch"] == "custom" and nodes["hm"]["litert_ops"] == ["CUSTOM"]
-    assert "ONNX_Hardmax" in nodes["hm"]["message"]
+    assert "ONNX_Bernoulli" in nodes["hm"]["message"]
     assert nodes["relu"]["dispatch"] == "builtin" and nodes["neg"]["dispatch"] == "builtin"
     s = report["summary"]
     assert (s["converted_nodes"], s["custom_nodes"], s["coverage_ratio"]) == (3, 1, 1.0)
@@ -163,7 +164,7 @@ def test_report_shows_custom_node_and_policy(tmp_path):
 
 def test_report_on_failure_shows_policy_and_reason(tmp_path):
     with pytest.raises(onnx2litert.ConversionError) as info:
-        onnx2litert.convert(_hardmax_model(), tmp_path, report_op_coverage=True)
+        onnx2litert.convert(_bernoulli_model(), tmp_path, report_op_coverage=True)
     report = info.value.report
     assert report["custom_op_policy"] == {"allow_custom_ops": False, "allowlist": [], "custom_nodes": []}
     (node,) = report["nodes"]
@@ -174,12 +175,12 @@ def test_report_on_failure_shows_policy_and_reason(tmp_path):
 
 
 def test_model_written_and_litert_refuses_without_kernel(tmp_path):
-    result = onnx2litert.convert(_hardmax_model(), tmp_path, **ENABLE)
+    result = onnx2litert.convert(_bernoulli_model(), tmp_path, **ENABLE)
     path = tmp_path / "model_float32.tflite"
     assert result.paths["float32"] == str(path) and path.read_bytes() == result.artifacts["float32"]
     assert (tmp_path / "model_float16.tflite").exists()
     interpreter = Interpreter(model_path=str(path))
-    with pytest.raises(RuntimeError, match="unresolved custom op: ONNX_Hardmax"):
+    with pytest.raises(RuntimeError, match="unresolved custom op: ONNX_Bernoulli"):
         interpreter.allocate_tensors()
 
 
@@ -194,7 +195,7 @@ def test_custom_op_keeps_onnx_layout_next_to_spatial_ops():
     """A CUSTOM op computes in ONNX layout: the layout pass must not hand it NHWC tensors."""
     w = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
     model = make_model([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-                        helper.make_node("Hardmax", ["c"], ["h"], axis=1),
+                        helper.make_node("Bernoulli", ["c"], ["h"], seed=1.0),
                         helper.make_node("Conv", ["h", "w2"], ["y"], pads=[1, 1, 1, 1])],
                        [("x", np.float32, [1, 3, 5, 5])], [("y", np.float32, [1, 4, 5, 5])],
                        {"w": w, "w2": np.ones((4, 4, 1, 1), np.float32)})
@@ -232,17 +233,17 @@ def test_unknown_output_shape():
 
 
 def test_policy_errors_reported_for_every_node_at_once():
-    model = make_model([helper.make_node("Hardmax", ["x"], ["h"], name="a"),
-                        helper.make_node("Det", ["h"], ["y"], name="b")],
-                       [("x", np.float32, [2, 3, 3])], [("y", np.float32, [2])])
+    model = make_model([helper.make_node("Bernoulli", ["x"], ["h"], name="a"),
+                        helper.make_node("Multinomial", ["h"], ["y"], name="b")],
+                       [("x", np.float32, [2, 3])], [("y", np.int32, [2, 1])])
     exc = expect_failure(model, "custom_op_not_in_allowlist", **ENABLE,
-                         flatbuffer_direct_custom_op_allowlist="Hardmax")
+                         flatbuffer_direct_custom_op_allowlist="Bernoulli")
     assert [(i.node_name, i.reason.value) for i in exc.issues] == [("b", "custom_op_not_in_allowlist")]
     exc = expect_failure(model, "custom_op_candidate_disabled")
     assert [(i.node_name, i.reason.value) for i in exc.issues] == [("a", "custom_op_candidate_disabled"),
                                                                    ("b", "custom_op_candidate_disabled")]
     result = onnx2litert.convert(model, **ENABLE)
-    assert [code for code, _, _ in _custom_ops(result.artifacts["float32"])] == ["ONNX_Hardmax", "ONNX_Det"]
+    assert [code for code, _, _ in _custom_ops(result.artifacts["float32"])] == ["ONNX_Bernoulli", "ONNX_Multinomial"]
 
 
 def test_builtin_part_still_matches_onnx_runtime():

@@ -60,7 +60,7 @@ def test_frontend_failure_still_writes_report(tmp_path: Path) -> None:
     onnx.save(model, str(path))
     out = tmp_path / "out"
     with pytest.raises(onnx2litert.ConversionError) as info:
-        onnx2litert.convert(path, out, report_op_coverage=True)
+        onnx2litert.convert(path, out, report_op_coverage=True, dynamic_shapes=False)
     exc = info.value
     _assert_closed(exc)
     assert exc.reason is Reason.DYNAMIC_SHAPE_UNSUPPORTED

@@ -290,11 +290,71 @@ def test_conv_transpose_1d_3d(case: str, bias: bool) -> None:
 
 # -- failures ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])
-def test_weights_must_be_constant(op: str) -> None:
-    node = helper.make_node(op, ["x", "w"], ["y"])
-    model = make_model([node], [("x", F32, [1, 2, 5, 5]), ("w", F32, [2, 2, 3, 3])], [("y", F32, None)])
-    expect_failure(model, "requires_constant_input")
+# -- run-time weights -------------------------------------------------------------------------
+
+RUNTIME_WEIGHTS = {
+    # name: (op, x shape, w shape, attrs, LiteRT op expected)
+    "conv2d": ("Conv", [1, 3, 6, 7], [4, 3, 3, 3], {"pads": [1, 0, 2, 1], "strides": [2, 1]}, "CONV_2D"),
+    "conv2d_same_strided": ("Conv", [1, 2, 7, 6], [3, 2, 3, 2], {"auto_pad": "SAME_LOWER", "strides": [2, 1]},
+                            "CONV_2D"),
+    "conv1d": ("Conv", [2, 3, 9], [4, 3, 3], {"pads": [1, 2], "strides": [2]}, "CONV_2D"),
+    "conv3d": ("Conv", [1, 2, 4, 5, 4], [3, 2, 2, 3, 2], {"pads": [1, 0, 1, 0, 1, 1]}, "CONV_3D"),
+    "conv3d_grouped": ("Conv", [1, 4, 4, 4, 3], [4, 2, 2, 2, 2], {"group": 2}, "CONV_3D"),
+    "grouped_native": ("Conv", [1, 4, 5, 5], [6, 2, 3, 3], {"group": 2, "pads": [1, 1, 1, 1]}, "CONV_2D"),
+    "depthwise_m2": ("Conv", [1, 3, 6, 5], [6, 1, 3, 3], {"group": 3, "strides": [2, 2]}, "DEPTHWISE_CONV_2D"),
+    "deconv2d": ("ConvTranspose", [1, 2, 3, 4], [2, 3, 3, 3], {"strides": [2, 2], "pads": [1, 0, 1, 1]},
+                 "TRANSPOSE_CONV"),
+    "deconv2d_same": ("ConvTranspose", [1, 2, 3, 3], [2, 3, 3, 3], {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+                      "TRANSPOSE_CONV"),
+    "deconv2d_dilated": ("ConvTranspose", [1, 2, 3, 4], [2, 2, 3, 2], {"dilations": [2, 3]}, "TRANSPOSE_CONV"),
+    "deconv2d_group": ("ConvTranspose", [1, 4, 3, 3], [4, 2, 3, 3], {"group": 2, "strides": [3, 2]},
+                       "TRANSPOSE_CONV"),
+    "deconv1d": ("ConvTranspose", [1, 2, 5], [2, 3, 3], {"strides": [2], "output_padding": [1]},
+                 "TRANSPOSE_CONV"),
+    "deconv3d": ("ConvTranspose", [1, 2, 3, 3, 2], [2, 2, 2, 3, 2], {"strides": [2, 1, 2]}, "CONV_3D_TRANSPOSE"),
+    "deconv3d_dilated": ("ConvTranspose", [1, 2, 3, 2, 3], [2, 2, 2, 2, 2], {"dilations": [2, 1, 2]},
+                         "CONV_3D_TRANSPOSE"),
+}
+
+
+@pytest.mark.parametrize("bias", ["const_bias", "runtime_bias", "nobias"])
+@pytest.mark.parametrize("case", sorted(RUNTIME_WEIGHTS))
+def test_runtime_weights(case: str, bias: str) -> None:
+    # Weights (and bias) fed as graph inputs: the filter is rearranged by TRANSPOSE at run time.
+    op, x_shape, w_shape, attrs, litert_op = RUNTIME_WEIGHTS[case]
+    c_out = w_shape[0] if op == "Conv" else w_shape[1] * int(attrs.get("group", 1))
+    rng = np.random.default_rng(3)
+    inputs = [("x", F32, x_shape), ("w", F32, w_shape)]
+    inits = {}
+    if bias == "runtime_bias":
+        inputs.append(("b", F32, [c_out]))
+    elif bias == "const_bias":
+        inits["b"] = rng.standard_normal(c_out).astype(F32)
+    names = ["x", "w"] + (["b"] if bias != "nobias" else [])
+    node = helper.make_node(op, names, ["y"], **attrs)
+    model = _with_inferred_outputs(make_model([node], inputs, [("y", F32, None)], inits))
+    feeds = {n: rng.standard_normal(s).astype(F32) for n, _, s in inputs}
+    result = check_model(model, feeds)
+    assert litert_op in result.op_counts, result.op_counts
+
+
+def test_runtime_weights_grouped_split_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Per-group convolutions take SLICEs of the run-time filter.
+    from onnx2litert.lower.ops import conv
+
+    monkeypatch.setattr(conv, "_NATIVE_GROUPED_CONV2D", False)
+    node = helper.make_node("Conv", ["x", "w"], ["y"], group=3, pads=[1, 0, 1, 2])
+    model = _with_inferred_outputs(make_model([node], [("x", F32, [1, 6, 5, 5]), ("w", F32, [9, 2, 3, 3])],
+                                              [("y", F32, None)]))
+    result = check_model(model)
+    assert result.op_counts.get("CONV_2D") == 3, result.op_counts
+
+
+def test_runtime_weights_dtype_mismatch() -> None:
+    node = helper.make_node("Conv", ["x", "w"], ["y"])
+    model = make_model([node], [("x", np.float16, [1, 2, 5, 5]), ("w", np.float16, [2, 2, 3, 3])],
+                       [("y", np.float16, None)])
+    expect_failure(model, "unsupported_dtype")
 
 
 @pytest.mark.parametrize("op", ["Conv", "ConvTranspose"])

@@ -1,5 +1,5 @@
 """Indexing family: ArgMax/ArgMin, GatherND/GatherElements, ScatterND/ScatterElements, OneHot, TopK,
-CumSum, Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress — LiteRT vs ONNX Runtime."""
+CumSum, Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress, Unique — LiteRT vs ONNX Runtime."""
 from __future__ import annotations
 
 import numpy as np
@@ -455,3 +455,72 @@ def test_nonzero_consumer_with_static_shape_needs_fails_clearly():
              helper.make_node("GatherND", ["x", "t"], ["y"])]
     model = make_model(nodes, [("x", np.float32, [3, 4])], [("y", np.float32, [None])])
     expect_failure(model, "dynamic_shape_unsupported")
+
+
+# -- Unique ----------------------------------------------------------------------------------------
+_UNIQUE_DTYPES = [np.float32, np.int64, np.int8]
+_UNIQUE_OUTS = ["y", "indices", "inverse", "counts"]
+
+
+def _unique_model(shape, dtype, outputs=None, opset: int = 11, **attrs):
+    outputs = outputs or _UNIQUE_OUTS
+    outs = [(o, dtype if o == "y" else np.int64, None) for o in outputs]
+    node = helper.make_node("Unique", ["x"], [o if o in outputs else "" for o in _UNIQUE_OUTS[:1 + max(
+        _UNIQUE_OUTS.index(o) for o in outputs)]], **attrs)
+    return make_model([node], [("x", dtype, list(shape))], outs, None, opset)
+
+
+def _few_values(shape, dtype, seed: int = RNG_SEED) -> np.ndarray:
+    """Seeded values from a small set, so slices repeat."""
+    return _rng(seed).integers(-2, 3, shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", _UNIQUE_DTYPES)
+@pytest.mark.parametrize("sorted_", [0, 1])
+@pytest.mark.parametrize("shape", [(6,), (2, 3, 4), (1,)])
+def test_unique_flattened(dtype, sorted_, shape):
+    model = _unique_model(shape, dtype, sorted=sorted_)
+    check_model(model, {"x": _few_values(shape, dtype)})
+
+
+@pytest.mark.parametrize("dtype", _UNIQUE_DTYPES)
+@pytest.mark.parametrize("sorted_", [0, 1])
+@pytest.mark.parametrize("shape,axis", [((5, 2), 0), ((3, 5), -1), ((2, 5, 2), 1), ((2, 2, 4), 2), ((5,), 0)])
+def test_unique_axis(dtype, sorted_, shape, axis):
+    x = _rng(1).integers(0, 2, shape).astype(dtype)  # two values: many repeated slices
+    check_model(_unique_model(shape, dtype, axis=axis, sorted=sorted_), {"x": x})
+
+
+def test_unique_lexicographic_order_beyond_first_element():
+    """Slices tied on their first elements are ordered by later ones."""
+    x = np.array([[1, 2, 0], [1, 1, 5], [0, 9, 9], [1, 1, 5], [1, 2, -1]], np.float32)
+    check_model(_unique_model(x.shape, np.float32, axis=0, sorted=1), {"x": x})
+
+
+def test_unique_default_sorted_and_signed_zero():
+    x = np.array([0.0, -0.0, 3.5, -1.0, 3.5, np.inf, -np.inf], np.float32)
+    check_model(_unique_model(x.shape, np.float32), {"x": x})
+
+
+@pytest.mark.parametrize("outputs", [["y"], ["y", "counts"], ["y", "inverse"]])
+def test_unique_optional_outputs(outputs):
+    x = _few_values((7,), np.float32)
+    check_model(_unique_model((7,), np.float32, outputs, sorted=1), {"x": x})
+
+
+def test_unique_all_equal_and_all_distinct():
+    check_model(_unique_model((5,), np.int64), {"x": np.full(5, 3, np.int64)})
+    check_model(_unique_model((5,), np.int64, sorted=0), {"x": np.array([4, -1, 2, 0, 3], np.int64)})
+
+
+def test_unique_dynamic_outputs_are_marked():
+    result = onnx2litert.convert(_unique_model((4,), np.float32))
+    assert result.op_counts.get("SLICE", 0) >= 1
+
+
+def test_unique_too_many_pairs_refused():
+    expect_failure(_unique_model((2048,), np.float32), "unsupported_attribute_value")
+
+
+def test_unique_unsupported_dtype():
+    expect_failure(_unique_model((4,), np.int32), "unsupported_dtype")

@@ -343,3 +343,86 @@ def test_quant_helpers():
     assert q.tolist() == [[64, -127], [0, 0]] and s.tolist() == pytest.approx([2 / 127, 1.0])
     assert activation_params(-1.0, 3.0, np.int8) == (pytest.approx(4 / 255), -128 + 64)
     assert activation_params(0.5, 2.0, np.int16) == (pytest.approx(2 / 32767), 0)
+
+
+def _maxpool_model() -> object:
+    """Conv -> MaxPool with explicit pads (lowered to PADV2(lowest) + VALID MAX_POOL_2D)."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["c"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])]
+    return make_model(nodes, [("x", np.float32, [1, 3, 8, 8])], [("y", np.float32, [1, 4, 4, 4])],
+                      {"w": _rand(rng, 4, 3, 3, 3, scale=0.3)})
+
+
+def test_max_pool_padding_keeps_its_range(tmp_path):
+    """PADV2's float32-lowest pad value must not enter the tied range (it made the scale ~1e36)."""
+    model = _maxpool_model()
+    result = _convert_all(model, tmp_path, output_float16=False)
+    rep = result.reports["quantization"]["variants"]
+    assert all(v["produced"] and not v["float_ops"] for v in rep.values())
+    for variant, act in (("full_integer_quant", np.int8), ("full_integer_quant_with_int16_act", np.int16)):
+        ops = _tensors_by_op(result.artifacts[variant])
+        pads = [(ins, outs) for op, ins, outs in ops if op == "PADV2"]
+        if not pads:
+            pytest.skip("MaxPool padding is not lowered to PADV2 here")
+        ins, outs = pads[0]
+        q_out, q_pad = outs[0].quantization, ins[2].quantization
+        assert q_pad.scale[0] == q_out.scale[0] and q_pad.zeroPoint[0] == q_out.zeroPoint[0]
+        assert int(ins[2].buffer is not None) and q_out.scale[0] < 1.0  # a real range, not float32's lowest
+    worst = _min_cosines(model, result, seeds=(7, 8))
+    for variant, c in worst.items():
+        assert c >= MIN_COSINE[variant], (variant, c)
+
+
+def _softmax_model(scale: float) -> object:
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["logits"], transB=1),
+             helper.make_node("Softmax", ["logits"], ["y"], axis=1)]
+    return make_model(nodes, [("x", np.float32, [1, 16])], [("y", np.float32, [1, 10])],
+                      {"w": _rand(rng, 10, 16, scale=scale)})
+
+
+def test_int16_softmax_with_a_wide_input_range_stays_float(tmp_path):
+    """LiteRT's int16 SOFTMAX overflows for input_scale * beta >= 5: keep it float / fail full int16."""
+    model = _softmax_model(1e5)  # logits of ~1e5..1e6: the float softmax is one-hot
+    result = _convert_all(model, tmp_path, output_float16=False)
+    rep = result.reports["quantization"]["variants"]
+    assert [f["op"] for f in rep["integer_quant_with_int16_act"]["float_ops"]] == ["SOFTMAX"]
+    assert "overflow" in rep["integer_quant_with_int16_act"]["float_ops"][0]["reason"]
+    assert not rep["full_integer_quant_with_int16_act"]["produced"]
+    assert rep["full_integer_quant_with_int16_act"]["reasons"] == ["unsupported_dtype"]
+    assert rep["full_integer_quant"]["produced"] and not rep["full_integer_quant"]["float_ops"]
+    worst = _min_cosines(model, result, seeds=(7,))
+    assert worst["integer_quant_with_int16_act"] >= 0.999 and worst["full_integer_quant"] >= 0.99
+    # A normal logit range keeps the int16 kernel.
+    normal = _convert_all(_softmax_model(0.3), tmp_path, output_float16=False)
+    assert normal.reports["quantization"]["variants"]["full_integer_quant_with_int16_act"]["produced"]
+
+
+def test_log_softmax_and_arg_max_int8(tmp_path):
+    """LOG_SOFTMAX (fixed 16/256, zp 127) and ARG_MAX (int64 indices) get int8 kernels; int16 has none."""
+    rng = np.random.default_rng(8)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]),
+             helper.make_node("LogSoftmax", ["c"], ["ls"], axis=1),
+             helper.make_node("ArgMax", ["c"], ["am"], axis=1, keepdims=0)]
+    model = make_model(nodes, [("x", np.float32, [1, 3, 4, 4])],
+                       [("ls", np.float32, [1, 6, 4, 4]), ("am", np.int64, [1, 4, 4])],
+                       {"w": _rand(rng, 6, 3, 1, 1, scale=1.0)})
+    result = _convert_all(model, tmp_path, output_float16=False)
+    rep = result.reports["quantization"]["variants"]
+    assert rep["full_integer_quant"]["produced"] and not rep["full_integer_quant"]["float_ops"]
+    assert sorted(f["op"] for f in rep["integer_quant_with_int16_act"]["float_ops"]) == ["ARG_MAX", "LOG_SOFTMAX"]
+    ops = _tensors_by_op(result.artifacts["full_integer_quant"])
+    ls = [outs[0].quantization for op, _, outs in ops if op == "LOG_SOFTMAX"][0]
+    assert (float(ls.scale[0]), int(ls.zeroPoint[0])) == (16 / 256, 127)
+    am = [(ins, outs) for op, ins, outs in ops if op == "ARG_MAX"][0]
+    assert am[0][0].type == S.TensorType.INT8 and am[1][0].type == S.TensorType.INT64
+    _, outs = io_details(result.artifacts["full_integer_quant"])
+    assert outs["am"]["dtype"] == np.int64 and outs["ls"]["dtype"] == np.int8
+    feeds = {"x": np.random.default_rng(9).standard_normal((1, 3, 4, 4)).astype(np.float32)}
+    ref = run_onnx(model.SerializeToString(), feeds)
+    for variant in ("integer_quant", "full_integer_quant"):
+        for delegates in (True, False):
+            got = _run_variant(result.artifacts[variant], feeds, delegates)
+            assert _cosine(ref["ls"], got["ls"]) >= 0.99
+            assert np.mean(got["am"] == ref["am"]) >= 0.9  # quantization may tie close channels

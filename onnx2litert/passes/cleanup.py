@@ -3,8 +3,9 @@
 * :func:`canonicalize_reshapes`: SQUEEZE / EXPAND_DIMS with static shapes become RESHAPE;
   RESHAPE of RESHAPE reads the first one's input; a RESHAPE that keeps the shape is removed.
 * :func:`canonicalize_clamps`: MAXIMUM(x, 0) becomes RELU, and a MINIMUM/MAXIMUM pair with
-  constant bounds (0, 6), (-1, 1), (0, 1) becomes RELU6 / RELU_N1_TO_1 / RELU_0_TO_1
-  (float32 only: those kernels are float-only here), so activation fusion can see them.
+  constant bounds (0, 6), (-1, 1) becomes RELU6 / RELU_N1_TO_1 (float32 only: those kernels
+  are float-only here), so activation fusion can see them. A (0, 1) clamp stays
+  MINIMUM(RELU(x), 1): XNNPACK does not delegate RELU_0_TO_1, and the RELU can fuse.
 * :func:`remove_noop_arithmetic`: ``x + 0``, ``x - 0``, ``x * 1``, ``x / 1`` and casts to the
   same dtype, when they neither broadcast nor carry a fused activation.
 """
@@ -65,7 +66,8 @@ def _bound(op: Operator) -> tuple[Tensor, float] | None:
     return None
 
 
-_CLAMP_OPS = {(0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1", (0.0, 1.0): "RELU_0_TO_1"}
+# (0, 1) -> RELU_0_TO_1 is left out on purpose: XNNPACK refuses RELU_0_TO_1 (see delegate.py).
+_CLAMP_OPS = {(0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1"}
 
 
 def canonicalize_clamps(sg: Subgraph) -> bool:

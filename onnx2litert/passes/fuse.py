@@ -10,8 +10,10 @@
   selects padding).
 * :func:`fuse_activations`: RELU / RELU6 / RELU_N1_TO_1 after an op whose LiteRT kernel
   honours the fused activation becomes that op's ``fusedActivationFunction``.
+* :func:`fold_channel_permutation`: a RESHAPE/TRANSPOSE chain that only permutes channels
+  becomes a permutation of the producing (or consuming) conv's weights.
 
-All three act only on plain (unquantized) float32 tensors, when the intermediate tensor has
+All act only on plain (unquantized) float32 tensors, when the intermediate tensor has
 a single consumer and is not a graph output.
 """
 from __future__ import annotations
@@ -254,3 +256,133 @@ def fuse_activations_through_concat(sg: Subgraph) -> bool:
         producers[id(out)] = concat
         changed = True
     return changed
+
+
+# -- channel permutations ------------------------------------------------------------------------
+
+_SHAPE_OPS = frozenset({"RESHAPE", "TRANSPOSE"})
+# Producers whose output channels are rows of their constant weights: (weights, bias, axis).
+_CHANNEL_PRODUCERS = {code: _AFFINE_TARGETS[code] for code in ("CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED")}
+
+
+def _permutation_chain(sg: Subgraph, end: Operator, producers: dict[int, Operator], consumers: dict
+                       ) -> list[Operator] | None:
+    """The RESHAPE/TRANSPOSE ops (in order) from the last one ``end`` back to the first one whose input
+    has ``end``'s output shape; intermediate tensors must be single-use and not graph outputs."""
+    chain = [end]
+    target = end.outputs[0].shape
+    while True:
+        x = chain[0].inputs[0]
+        if x is not None and x.shape == target and len(chain) > 1:
+            return chain
+        inner = producers.get(id(x)) if x is not None else None
+        if inner is None or inner.opcode not in _SHAPE_OPS or len(chain) >= 6 or not single_use(sg, x, consumers):
+            return None
+        chain.insert(0, inner)
+
+
+def _channel_index(chain: list[Operator]) -> np.ndarray | None:
+    """``idx`` with ``chain(x)[..., k] == x[..., idx[k]]``, or None when the chain moves more than channels."""
+    x = chain[0].inputs[0]
+    channels = x.shape[-1]
+    if x.size > 1 << 24 or channels < 2:
+        return None
+    data = np.arange(x.size, dtype=np.int64).reshape(x.shape)
+    for op in chain:
+        if op.opcode == "TRANSPOSE":
+            perm = op.inputs[1]
+            if perm is None or not perm.is_const:
+                return None
+            data = np.transpose(data, [int(p) for p in np.asarray(perm.data).reshape(-1)])
+        else:
+            data = data.reshape(op.outputs[0].shape)
+        if data.shape != op.outputs[0].shape:
+            return None
+    rows = data.reshape(-1, channels)
+    idx = rows[0] % channels
+    if not np.array_equal(rows // channels, np.broadcast_to(np.arange(rows.shape[0])[:, None], rows.shape)) \
+            or not np.array_equal(rows % channels, np.broadcast_to(idx, rows.shape)):
+        return None
+    return idx
+
+
+def fold_channel_permutation(sg: Subgraph) -> bool:
+    """RESHAPE/TRANSPOSE chains that only permute the last (channel) axis -> permuted weights.
+
+    Such a chain (e.g. DepthToSpace's CRD order on top of LiteRT's DCR one, or a channel
+    shuffle) reads ``y[..., k] = x[..., idx[k]]``. When ``x`` comes (single use) from a
+    CONV_2D / TRANSPOSE_CONV / FULLY_CONNECTED with constant weights, that op computes the
+    channels in the permuted order instead (its weight rows and bias permuted); when every
+    user of ``y`` is a non-grouped CONV_2D / FULLY_CONNECTED reading it as data, their
+    weights' input channels are permuted instead. Either way the chain disappears.
+    """
+    namer = Namer(sg)
+    changed = False
+    producers, consumers = _producers(sg), sg.consumers()
+    for end in list(sg.operators):
+        if end.opcode not in _SHAPE_OPS or not end.inputs or end.inputs[0] is None or end.outputs[0].rank < 2 \
+                or producers.get(id(end.outputs[0])) is not end:  # removed with an earlier chain
+            continue
+        chain = _permutation_chain(sg, end, producers, consumers)
+        if chain is None:
+            continue
+        x, y = chain[0].inputs[0], end.outputs[0]
+        if not (is_plain_float(x) and is_plain_float(y)) or x.rank < 2:
+            continue
+        idx = _channel_index(chain)
+        if idx is None:
+            continue
+        if _permute_producer(sg, namer, producers.get(id(x)), x, y, idx, consumers) or \
+                _permute_consumers(sg, namer, x, y, idx, consumers):
+            for op in chain:
+                sg.operators.remove(op)
+            producers, consumers = _producers(sg), sg.consumers()
+            changed = True
+    return changed
+
+
+def _permute_producer(sg: Subgraph, namer: Namer, producer: Operator | None, x: Tensor, y: Tensor, idx: np.ndarray,
+                      consumers: dict) -> bool:
+    if producer is None or producer.opcode not in _CHANNEL_PRODUCERS or len(producer.outputs) != 1 \
+            or not single_use(sg, x, consumers):
+        return False
+    if producer.opcode == "FULLY_CONNECTED" and (
+            producer.options.get("weightsFormat", "DEFAULT") not in (0, "DEFAULT") or x.rank < 2):
+        return False
+    w_idx, b_idx, axis = _CHANNEL_PRODUCERS[producer.opcode]
+    w = producer.inputs[w_idx]
+    bias = producer.inputs[b_idx] if b_idx < len(producer.inputs) else None
+    if w is None or not (w.is_const and is_plain_float(w)) or w.shape[axis] != idx.size:
+        return False
+    if producer.opcode == "CONV_2D" and producer.inputs[0].shape[-1] != w.shape[3]:
+        return False  # grouped: output channel k belongs to group k // (O / groups)
+    if bias is not None and not (bias.is_const and is_plain_float(bias) and bias.data.size == idx.size):
+        return False
+    inputs = list(producer.inputs)
+    inputs[w_idx] = new_const(namer(f"{w.name}/channels_permuted"), np.take(w.data, idx, axis=axis), w.dtype)
+    if bias is not None:
+        inputs[b_idx] = new_const(namer(f"{bias.name}/channels_permuted"), bias.data.reshape(-1)[idx], bias.dtype)
+    producer.inputs = inputs
+    producer.outputs = [y]
+    return True
+
+
+def _permute_consumers(sg: Subgraph, namer: Namer, x: Tensor, y: Tensor, idx: np.ndarray, consumers: dict) -> bool:
+    users = consumers.get(y, [])
+    if not users or any(t is y for t in sg.outputs):
+        return False
+    for u in users:
+        w = u.inputs[1] if len(u.inputs) > 1 else None
+        if u.opcode not in ("CONV_2D", "FULLY_CONNECTED") or u.inputs[0] is not y or w is None \
+                or not (w.is_const and is_plain_float(w)) or w.shape[-1] != idx.size or w is y:
+            return False
+        if u.opcode == "FULLY_CONNECTED" and (u.options.get("weightsFormat", "DEFAULT") not in (0, "DEFAULT")
+                                              or y.shape[-1] != w.shape[-1]):
+            return False
+    inverse = np.argsort(idx)
+    for u in users:
+        w = u.inputs[1]
+        # u reads y[..., k] = x[..., idx[k]] with weight w[..., k]: x channel j gets w[..., inverse[j]].
+        u.inputs = [x, new_const(namer(f"{w.name}/channels_permuted"), np.take(w.data, inverse, axis=-1), w.dtype),
+                    *u.inputs[2:]]
+    return True

@@ -29,6 +29,7 @@ into the original output tensor, and the op that produced it gets a new tensor.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable
@@ -56,6 +57,7 @@ REDUCE_OPS = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD"
 LAST_AXIS_OPS = frozenset({"SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION"})
 
 _LOOKAHEAD_BUDGET = 64
+_FAN_OUT_LIMIT = 16  # ops moved together by one fan-out push
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,97 @@ def _strided_slice(op: Operator, perm: Perm) -> Plan | None:
     return Plan((0,), (_dropped_axes_perm(perm, dropped),), new_opts, plan.params)
 
 
+
+# -- reshapes the permutation commutes with ------------------------------------------------------
+
+def _reshape_groups(ys: tuple[int, ...], zs: tuple[int, ...]) -> list[tuple[list[int], list[int]]] | None:
+    """Pair the axes of a RESHAPE from ``ys`` to ``zs`` into groups of equal element count.
+
+    Each group is (input axes, output axes): one input axis split into several output axes,
+    several input axes merged into one, or a size-1 axis on one side only (dropped/inserted;
+    a size-1 axis on both sides at once is paired). Groups are in axis order. Size-1 input
+    axes met inside a merge are returned as dropped groups. None when the sizes disagree.
+    """
+    groups: list[tuple[list[int], list[int]]] = []
+    i = j = 0
+    while i < len(ys) or j < len(zs):
+        unit_y, unit_z = i < len(ys) and ys[i] == 1, j < len(zs) and zs[j] == 1
+        if unit_y and unit_z:
+            groups.append(([i], [j]))
+            i, j = i + 1, j + 1
+            continue
+        if unit_y:
+            groups.append(([i], []))
+            i += 1
+            continue
+        if unit_z:
+            groups.append(([], [j]))
+            j += 1
+            continue
+        if i >= len(ys) or j >= len(zs):
+            return None
+        ya, za, py, pz = [i], [j], ys[i], zs[j]
+        i, j = i + 1, j + 1
+        while py != pz:
+            if py < pz:
+                if i >= len(ys):
+                    return None
+                if ys[i] == 1:
+                    groups.append(([i], []))
+                else:
+                    ya.append(i)
+                    py *= ys[i]
+                i += 1
+            else:
+                if j >= len(zs):
+                    return None
+                za.append(j)
+                pz *= zs[j]
+                j += 1
+        groups.append((ya, za))
+    return groups
+
+
+def reshape_after_transpose(xs: tuple[int, ...], perm: Perm, zs: tuple[int, ...]
+                            ) -> tuple[tuple[int, ...], Perm] | None:
+    """``(xs2, perm2)`` with ``reshape(transpose(x, perm), zs) == transpose(reshape(x, xs2), perm2)``.
+
+    This holds when every group of axes the RESHAPE merges stays contiguous and in order in
+    ``x`` (size-1 axes aside): the RESHAPE then only splits/merges whole axis groups, which
+    can be done before the permutation, and the permutation moves the groups instead of the
+    axes. Splits never block it. None when the permutation does not commute.
+    """
+    if len(perm) != len(xs) or math.prod(xs) != math.prod(zs) or 0 in xs:
+        return None
+    ys = permute_shape(xs, perm)
+    groups = _reshape_groups(ys, tuple(zs))
+    if groups is None:
+        return None
+    anchored = []  # (position in x, group index) of groups with input axes and output axes
+    for g, (ya, za) in enumerate(groups):
+        if not ya or not za:
+            continue
+        x_axes = [perm[a] for a in ya]
+        for lo, hi in zip(x_axes, x_axes[1:]):
+            if hi <= lo or any(xs[k] != 1 for k in range(lo + 1, hi)):
+                return None
+        anchored.append((x_axes[0], g))
+    order = [g for _, g in sorted(anchored)]
+    # A size-1 output axis with no input axis goes right after the group before it in z.
+    for g, (ya, za) in enumerate(groups):
+        if ya or not za:
+            continue
+        prev = next((k for k in range(g - 1, -1, -1) if groups[k][1] and k in order), None)
+        order.insert(0 if prev is None else order.index(prev) + 1, g)
+    xs2: list[int] = []
+    perm2 = [0] * len(zs)
+    for g in order:
+        for j in groups[g][1]:
+            perm2[j] = len(xs2)
+            xs2.append(zs[j])
+    return tuple(xs2), tuple(perm2)
+
+
 HANDLERS: dict[str, Handler] = {}
 HANDLERS.update({code: _elementwise for code in UNARY_OPS | BINARY_OPS})
 HANDLERS.update({code: _reduce for code in REDUCE_OPS})
@@ -324,20 +417,27 @@ def transposed_elements(sg: Subgraph) -> int:
 
 # -- look-ahead ----------------------------------------------------------------------------------
 
-def _cancels_downstream(g: _Graph, start: list[tuple[Tensor, Perm]]) -> bool:
+def _cancels_downstream(g: _Graph, start: list[tuple[Tensor, Perm]], merges: bool = False) -> bool:
     """Whether transposes placed on ``start`` tensors would meet a cancelling op downstream.
 
     ``(t, P)`` means ``t`` would become ``transpose(t', P)``. Following layout-agnostic ops
     (with their handlers' output perms), we look for a TRANSPOSE composing to a reshape, a
-    RESHAPE absorbing a reshape-like transpose, or a FULLY_CONNECTED absorbing it.
+    RESHAPE absorbing a reshape-like transpose, or a FULLY_CONNECTED absorbing it. With
+    ``merges``, two of the followed transposes reaching one op with the same perm (where they
+    would become one) counts too.
     """
     frontier = [(t, p) for t, p in start if not is_identity(p)]
     budget = _LOOKAHEAD_BUDGET
+    reached: dict[int, tuple[int, Perm]] = {}
     while frontier and budget > 0:
         t, perm = frontier.pop()
         src_shape = permute_shape(t.shape, inverse_perm(perm))
         for op in g.consumers(t):
             budget -= 1
+            if merges:
+                first = reached.setdefault(id(op), (id(t), perm))
+                if first[0] != id(t) and first[1] == perm and op.opcode in HANDLERS:
+                    return True
             if op.opcode == "TRANSPOSE":
                 second = transpose_perm(op)
                 if second is not None and op.inputs[0] is t and \
@@ -367,12 +467,23 @@ def _fc_absorbs(g: _Graph, reshape: Operator, perm: Perm) -> bool:
 
 # -- rewrites ------------------------------------------------------------------------------------
 
-def _push(g: _Graph, op: Operator, perm: Perm) -> bool:
-    """Move ``transpose(., perm)`` from ``op``'s data inputs to its outputs, if the cost allows."""
+@dataclass
+class _Move:
+    """A planned push of ``transpose(., perm)`` through one op, with its cost terms."""
+
+    plan: Plan
+    actions: dict[int, tuple]
+    unwrapped: dict[int, Operator]
+    added: int      # elements of inverse transposes inserted on other inputs
+    removed: int    # elements of input transposes that die
+    out_cost: int   # elements of the transposes left on the outputs
+
+
+def _plan_move(g: _Graph, op: Operator, perm: Perm) -> _Move | None:
     handler = HANDLERS.get(op.opcode)
     plan = handler(op, perm) if handler is not None else None
     if plan is None:
-        return False
+        return None
     rank = len(perm)
     inv = inverse_perm(perm)
     actions: dict[int, tuple] = {}
@@ -383,40 +494,104 @@ def _push(g: _Graph, op: Operator, perm: Perm) -> bool:
         if t is None:
             continue
         if t.rank > rank:
-            return False
+            return None
         src = g.transpose_source(t)
         padded = (1,) * (rank - t.rank) + t.shape
         if t.is_const:
             if t.quantization is not None and t.rank != rank and np.asarray(t.quantization.scale).size > 1:
-                return False
+                return None
             actions[i] = ("const",)
         elif src is not None and src[1] == perm:
             actions[i] = ("unwrap", src[0].inputs[0])
             unwrapped[id(src[0])] = src[0]
         elif moves_only_unit_dims(padded, inv):
             if is_dynamic(t):
-                return False
+                return None
             actions[i] = ("reshape", permute_shape(padded, inv))
         else:
             if t.rank != rank and is_dynamic(t):
-                return False
+                return None
             actions[i] = ("transpose",)
             added += t.size
     if not unwrapped:
-        return False
+        return None
     removed = sum(tr.outputs[0].size for tr in unwrapped.values()
                   if not g.is_output(tr.outputs[0]) and all(c is op for c in g.consumers(tr.outputs[0])))
     out_cost = 0
     for o, q in zip(op.outputs, plan.out_perms):
         if not is_identity(q) and not moves_only_unit_dims(permute_shape(o.shape, inverse_perm(q)), q):
             out_cost += o.size
-    if added > removed:
+    return _Move(plan, actions, unwrapped, added, removed, out_cost)
+
+
+def _push(g: _Graph, op: Operator, perm: Perm) -> bool:
+    """Move ``transpose(., perm)`` from ``op``'s data inputs to its outputs, if the cost allows."""
+    move = _plan_move(g, op, perm)
+    if move is None or move.added > move.removed:
         return False
-    if added + out_cost > removed and not _cancels_downstream(g, list(zip(op.outputs, plan.out_perms))):
+    if move.added + move.out_cost > move.removed and \
+            not _cancels_downstream(g, list(zip(op.outputs, move.plan.out_perms))):
         return False
-    _apply(g, op, perm, plan, actions)
-    for tr in unwrapped.values():
+    _do_move(g, op, perm, move)
+    return True
+
+
+def _do_move(g: _Graph, op: Operator, perm: Perm, move: _Move) -> None:
+    _apply(g, op, perm, move.plan, move.actions)
+    for tr in move.unwrapped.values():
         g.drop_if_dead(tr)
+
+
+def _push_fan_out(g: _Graph, tr: Operator) -> bool:
+    """Push a TRANSPOSE read by several ops through all of them at once.
+
+    One op at a time, each push would leave the transpose alive for the others (a cost), so
+    none happens. The group moved together is closed: the users of the transposes, and the
+    other same-perm transposes those users read (with their users), so every transpose in it
+    dies. Allowed when no inverse transpose is needed, the transposes left on the outputs
+    hold no more elements than those removed, and (unless strictly fewer) the copies meet
+    again downstream (or cancel), as after a SPLIT whose parts are recombined.
+    """
+    perm = transpose_perm(tr)
+    if perm is None or len(g.consumers(tr.outputs[0])) < 2 or g.is_output(tr.outputs[0]):
+        return False
+    transposes: dict[int, Operator] = {id(tr): tr}
+    users: dict[int, Operator] = {}
+    pending = [tr]
+    while pending:
+        if len(transposes) + len(users) > _FAN_OUT_LIMIT:
+            return False
+        t = pending.pop().outputs[0]
+        if g.is_output(t):
+            return False
+        for op in g.consumers(t):
+            if id(op) in users:
+                continue
+            users[id(op)] = op
+            for x in op.inputs:
+                src = g.transpose_source(x) if x is not None else None
+                if src is not None and src[1] == perm and id(src[0]) not in transposes:
+                    transposes[id(src[0])] = src[0]
+                    pending.append(src[0])
+    moves = []
+    for op in users.values():
+        move = _plan_move(g, op, perm)
+        if move is None or move.added or any(
+                i not in move.actions and (src := g.transpose_source(x)) is not None and id(src[0]) in transposes
+                for i, x in enumerate(op.inputs) if x is not None):
+            return False
+        moves.append(move)
+    removed = sum(t.outputs[0].size for t in transposes.values())
+    out_cost = sum(m.out_cost for m in moves)
+    if out_cost > removed:
+        return False
+    outs = [(o, q) for op, m in zip(users.values(), moves) for o, q in zip(op.outputs, m.plan.out_perms)]
+    if out_cost == removed and not _cancels_downstream(g, outs, merges=True):
+        return False
+    for op, move in zip(list(users.values()), moves):
+        _do_move(g, op, perm, move)
+    for t in transposes.values():
+        g.drop_if_dead(t)
     return True
 
 
@@ -538,11 +713,82 @@ def _absorb_into_fully_connected(g: _Graph, op: Operator) -> bool:
     return True
 
 
+def _per_axis_quantized(t: Tensor) -> bool:
+    return t.quantization is not None and np.asarray(t.quantization.scale).size > 1
+
+
+def _movable_reshape(g: _Graph, reshape: Operator) -> bool:
+    """A static RESHAPE whose tensors carry no per-axis quantization (whose axis would move)."""
+    x, out = reshape.inputs[0], reshape.outputs[0]
+    return not (is_dynamic(x) or is_dynamic(out) or _per_axis_quantized(x) or _per_axis_quantized(out))
+
+
+def _sink_through_reshape(g: _Graph, op: Operator) -> bool:
+    """RESHAPE(transpose(x, P)) -> transpose(RESHAPE'(x), P') when P commutes with the reshape.
+
+    The transpose (which must have no other user) moves below the RESHAPE with the same
+    number of elements, where it can compose and cancel with the transposes further down:
+    the layout transposes around a channel shuffle, or a flatten followed by a transpose.
+    """
+    src = g.transpose_source(op.inputs[0])
+    if src is None or not _movable_reshape(g, op):
+        return False
+    tr, perm = src
+    x, mid, out = tr.inputs[0], tr.outputs[0], op.outputs[0]
+    if g.is_output(mid) or any(c is not op for c in g.consumers(mid)) or is_dynamic(x) or _per_axis_quantized(x):
+        return False
+    plan = reshape_after_transpose(x.shape, perm, out.shape)
+    if plan is None:
+        return False
+    xs2, perm2 = plan
+    if xs2 == x.shape:  # the reshape only renamed the permuted axes: one transpose does both
+        g.insert(op, [make_transpose(g.namer, x, perm2, out=out, origin=op.origin)])
+        g.remove(op)
+    else:
+        new = Tensor(g.namer(f"{out.name}/permuted"), xs2, out.dtype, quantization=out.quantization)
+        g.set_io(op, inputs=[x, new_const(g.namer(f"{new.name}/shape"), np.asarray(xs2, np.int32))],
+                 outputs=[new])
+        op.options = {}
+        g.insert(op, [make_transpose(g.namer, new, perm2, out=out, origin=op.origin)], after=True)
+    g.drop_if_dead(tr)
+    return True
+
+
+def _hoist_above_reshape(g: _Graph, op: Operator) -> bool:
+    """transpose(RESHAPE(transpose(v, P)), Q) -> RESHAPE'(transpose(transpose(v, P), R)).
+
+    The mirror image of :func:`_sink_through_reshape`, used when the first transpose cannot
+    sink (its permutation splits a merged group, as in a channel shuffle): the second one
+    moves above the RESHAPE, where the two compose into one transpose.
+    """
+    perm = transpose_perm(op)
+    reshape = g.producer(op.inputs[0]) if perm is not None else None
+    if reshape is None or reshape.opcode != "RESHAPE" or not reshape.inputs or reshape.inputs[0] is None:
+        return False
+    mid = reshape.outputs[0]
+    v, w = reshape.inputs[0], op.outputs[0]
+    if g.transpose_source(v) is None or not _movable_reshape(g, reshape) or is_dynamic(w) \
+            or g.is_output(mid) or any(c is not op for c in g.consumers(mid)):
+        return False
+    # w = transpose(z, Q) means z = transpose(w, Q^-1); v = reshape(z): sink Q^-1 through it.
+    plan = reshape_after_transpose(w.shape, inverse_perm(perm), v.shape)
+    if plan is None:
+        return False
+    ws2, back = plan  # v == transpose(reshape(w, ws2), back)
+    tr = make_transpose(g.namer, v, inverse_perm(back), origin=op.origin)
+    g.insert(reshape, [tr])
+    g.set_io(reshape, inputs=[tr.outputs[0], new_const(g.namer(f"{w.name}/shape"), np.asarray(w.shape, np.int32))],
+             outputs=[w])
+    reshape.options = {}
+    g.remove(op)
+    return True
+
+
 def _rewrite(g: _Graph, op: Operator) -> bool:
     if op.opcode == "TRANSPOSE":
-        return _rewrite_transpose(g, op)
+        return _rewrite_transpose(g, op) or _hoist_above_reshape(g, op) or _push_fan_out(g, op)
     if op.opcode == "RESHAPE" and op.inputs and op.inputs[0] is not None:
-        return _absorb_into_reshape(g, op)
+        return _absorb_into_reshape(g, op) or _sink_through_reshape(g, op)
     if op.opcode == "FULLY_CONNECTED" and len(op.inputs) >= 2:
         return _absorb_into_fully_connected(g, op)
     if op.opcode not in HANDLERS:

@@ -8,11 +8,14 @@ One round runs:
    input are one, and transposes of constants are constants);
 3. the transpose optimizer (sinks and cancels layout transposes, makes per-channel
    constants channels-last);
-4. fusions that need the optimizer's result: PAD into conv/pool padding, per-channel
+4. exact rewrites of ops the XNNPACK delegate refuses (MIRROR_PAD, RELU_0_TO_1, PADV2 before
+   max pool, nearest resize, SPLIT_V) into ops it takes;
+5. fusions that need the optimizer's result: PAD into conv/pool padding, channel
+   permutations (RESHAPE/TRANSPOSE chains) into conv/FC weights, per-channel
    MUL/ADD (BatchNormalization) into conv/FC weights, then activations into producers
    (also through CONCATENATION), and a flattening RESHAPE into FULLY_CONNECTED;
-5. quantized models: DEQUANTIZE -> float op -> QUANTIZE patterns become integer ops;
-6. dead code elimination.
+6. quantized models: DEQUANTIZE -> float op -> QUANTIZE patterns become integer ops;
+7. dead code elimination.
 
 Rounds repeat until nothing changes (a fusion can enable another layout move and back).
 """
@@ -25,8 +28,10 @@ from ..options import ConversionOptions
 from .cleanup import (canonicalize_clamps, canonicalize_reshapes, drop_reshape_before_fully_connected,
                       remove_noop_arithmetic)
 from .dce import remove_dead_ops
+from .delegate import delegate_friendly
 from .fold import eliminate_common_ops, fold_constants, share_constants
-from .fuse import fold_affine_into_producer, fold_pad_into_conv, fuse_activations, fuse_activations_through_concat
+from .fuse import (fold_affine_into_producer, fold_channel_permutation, fold_pad_into_conv, fuse_activations,
+                   fuse_activations_through_concat)
 from .graphutil import topo_sort
 from .layout import optimize_layout
 from .qdq import fold_qdq
@@ -45,6 +50,8 @@ ROUND: tuple[tuple[str, Pass], ...] = (
     ("optimize_layout", optimize_layout),
     ("canonicalize_reshapes", canonicalize_reshapes),
     ("fold_pad_into_conv", fold_pad_into_conv),
+    ("delegate_friendly", delegate_friendly),
+    ("fold_channel_permutation", fold_channel_permutation),
     ("fold_affine_into_producer", fold_affine_into_producer),
     ("fuse_activations", fuse_activations),
     ("fuse_activations_through_concat", fuse_activations_through_concat),

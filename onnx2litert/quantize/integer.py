@@ -16,7 +16,12 @@ Parameters follow LiteRT's kernels:
   tied into one group whose range is the union of the members' ranges. A tie that would
   clip a fixed range is refused and a requantizing QUANTIZE is inserted instead.
 * SOFTMAX / LOGISTIC / TANH outputs have fixed parameters (1/256 zp -128, 1/256 zp -128,
-  1/128 zp 0 for int8; 1/32768 zp 0 for int16).
+  1/128 zp 0 for int8; 1/32768 zp 0 for int16); LOG_SOFTMAX (int8 only) 16/256 zp 127.
+* PADV2's pad value takes the output's parameters; float32's lowest (max-pool padding) is left
+  out of the range and saturates to the integer minimum.
+* Kernel limits that depend on the parameters (int16 SOFTMAX's input scale) are checked after
+  the ranges are tied; an op beyond them stays float (``integer_quant``) or fails the
+  full-integer variant.
 """
 from __future__ import annotations
 
@@ -40,18 +45,23 @@ FREE: dict[str, tuple[np.dtype, ...]] = {
     "RELU": (_I8, _I16), "RELU6": (_I8, _I16), "LEAKY_RELU": (_I8, _I16), "HARD_SWISH": (_I8,),
     "SQUARED_DIFFERENCE": (_I8,), "RSQRT": (_I8, _I16),
 }
+# Integer outputs (indices, shapes) from a float input; any input parameters (quantization keeps the
+# order; SHAPE reads no values).
+INDEX: dict[str, tuple[np.dtype, ...]] = {"ARG_MAX": (_I8,), "ARG_MIN": (_I8,), "SHAPE": (_I8, _I16)}
 # Fixed output parameters per activation dtype: (scale, zero point).
 FIXED: dict[str, dict[np.dtype, tuple[float, int]]] = {
     "SOFTMAX": {_I8: (1.0 / 256, -128), _I16: (1.0 / 32768, 0)},
     "LOGISTIC": {_I8: (1.0 / 256, -128), _I16: (1.0 / 32768, 0)},
     "TANH": {_I8: (1.0 / 128, 0), _I16: (1.0 / 32768, 0)},
+    # int8 only in LiteRT; log-probabilities below -255/16 saturate (as in LiteRT's own converter).
+    "LOG_SOFTMAX": {_I8: (16.0 / 256, 127)},
 }
 # Same parameters on every float input and output.
 TIED: dict[str, tuple[np.dtype, ...]] = {
     **{op: (_I8, _I16) for op in (
         "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "MAX_POOL_2D", "AVERAGE_POOL_2D", "CONCATENATION",
         "PAD", "STRIDED_SLICE", "SLICE", "SPLIT", "GATHER", "RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR",
-        "MAXIMUM", "MINIMUM", "PACK", "UNPACK", "REDUCE_MAX", "REDUCE_MIN", "MIRROR_PAD")},
+        "MAXIMUM", "MINIMUM", "PACK", "UNPACK", "REDUCE_MAX", "REDUCE_MIN", "MIRROR_PAD", "PADV2")},
     **{op: (_I8,) for op in ("SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND",
                              "SPLIT_V", "TILE")},
 }
@@ -60,8 +70,8 @@ TIED: dict[str, tuple[np.dtype, ...]] = {
 def integer_kernel_ops(act: np.dtype) -> list[str]:
     """Opcodes this quantizer gives an integer kernel for activation dtype ``act``."""
     act = np.dtype(act)
-    ops = set(WEIGHTED) | {k for k, v in FREE.items() if act in v} | set(FIXED) | \
-        {k for k, v in TIED.items() if act in v}
+    ops = set(WEIGHTED) | {k for k, v in FREE.items() if act in v} | {k for k, v in FIXED.items() if act in v}
+    ops |= {k for k, v in TIED.items() if act in v} | {k for k, v in INDEX.items() if act in v}
     return sorted(ops)
 
 
@@ -87,10 +97,21 @@ def _touches_float(op: Operator) -> bool:
     return any(_is_float_act(t) for t in op.inputs) or any(t.dtype == F32 for t in op.outputs)
 
 
+# PADV2's pad value at or below this magnitude is a real number; beyond it, a "lowest value" sentinel
+# (max-pool padding is float32's lowest): in integer it becomes the type's minimum.
+_SENTINEL = 1e30
+
+
 def _data_inputs(op: Operator) -> list[int]:
-    """Indices of the inputs that carry real values (float32), excluding filters and biases."""
+    """Indices of the inputs that carry real values (float32), excluding filters and biases.
+
+    PADV2's pad value (input 2) is a parameter, not a member of the tied group: it is
+    quantized with the output's parameters (saturating) when the op is rewritten.
+    """
     if op.opcode in WEIGHTED:
         return [DATA_INPUT[op.opcode]]
+    if op.opcode == "PADV2":
+        return [0]
     return [i for i, t in enumerate(op.inputs) if t is not None and t.dtype == F32]
 
 
@@ -113,9 +134,15 @@ def _unsupported_reason(op: Operator, act: np.dtype, ranges: dict[int, Range]) -
     elif code in TIED:
         if act not in TIED[code]:
             return f"LiteRT has no {act.name} kernel for {code}"
-    elif code not in FIXED:
+    elif code in FIXED:
+        if act not in FIXED[code]:
+            return f"LiteRT has no {act.name} kernel for {code}"
+    elif code in INDEX:
+        if act not in INDEX[code]:
+            return f"LiteRT has no {act.name} kernel for {code}"
+    else:
         return f"no integer ({act.name}) kernel for {code} in this quantizer"
-    if any(t.dtype != F32 for t in op.outputs):
+    if code not in INDEX and any(t.dtype != F32 for t in op.outputs):
         return f"{code} has non-float outputs"
     for i in _data_inputs(op):
         t = op.inputs[i]
@@ -124,11 +151,52 @@ def _unsupported_reason(op: Operator, act: np.dtype, ranges: dict[int, Range]) -
         if not t.is_const and id(t) not in ranges:
             return f"{code} input '{t.name}' has no calibrated range"
     for t in op.outputs:
-        if id(t) not in ranges and code not in FIXED:
+        if id(t) not in ranges and code not in FIXED and t.dtype == F32:
             return f"{code} output '{t.name}' has no calibrated range"
     if code == "CONCATENATION" and op.options.get("fusedActivationFunction", "NONE") not in ("NONE", 0):
         return "CONCATENATION with a fused activation"
+    if code == "PADV2" and (len(op.inputs) < 3 or op.inputs[2] is None or not op.inputs[2].is_const
+                            or op.inputs[2].dtype != F32):
+        return "PADV2 with a run-time pad value"
     return None
+
+
+# LiteRT's int16 SOFTMAX scales (input - max) by input_scale * beta * 65535 / 10 with an integer
+# left shift before a doubling multiply; |input - max| < 2^16, so the shift must stay <= 15 or the
+# int32 product wraps (measured: logits of +-1e7 give garbage). That bounds input_scale * beta.
+_INT16_SOFTMAX_MAX_SCALE_BETA = 2.0 ** 15 * 10.0 / 65535.0
+
+
+def _parameter_limit(op: Operator, groups: "_Groups", act: np.dtype) -> str | None:
+    """Why ``op``'s integer kernel cannot run exactly with the assigned parameters, or None."""
+    if op.opcode == "SOFTMAX" and act == _I16:
+        scale = groups.params(id(op.inputs[0]), act)[0]
+        beta = float(op.options.get("beta", 1.0))
+        if scale * beta >= _INT16_SOFTMAX_MAX_SCALE_BETA:
+            return (f"int16 SOFTMAX input scale {scale:.3g} x beta {beta:g} >= "
+                    f"{_INT16_SOFTMAX_MAX_SCALE_BETA:.3g}: LiteRT's kernel would overflow (input range too wide)")
+    return None
+
+
+def _padv2_ranges(sg: Subgraph, ranges: dict[int, Range]) -> None:
+    """Give each PADV2 output the range of its input plus the pad value (in place).
+
+    The calibrated output range holds the pad value itself, which for max-pool padding is
+    float32's lowest and would make the whole tied group's scale useless. A sentinel pad value
+    is left out: quantized with the output's parameters it saturates to the integer minimum,
+    which is at or below every value of the group, so a following MAX_POOL is unchanged.
+    """
+    for op in sg.operators:
+        if op.opcode != "PADV2" or len(op.inputs) < 3 or op.inputs[2] is None or not op.inputs[2].is_const:
+            continue
+        x, y, pad = op.inputs[0], op.outputs[0], op.inputs[2]
+        if id(x) not in ranges or pad.dtype != F32 or pad.size != 1:
+            continue
+        lo, hi = ranges[id(x)].lo, ranges[id(x)].hi
+        value = float(pad.data.reshape(-1)[0])
+        if abs(value) <= _SENTINEL:
+            lo, hi = min(lo, value), max(hi, value)
+        ranges[id(y)] = Range(lo, hi)
 
 
 class _Groups:
@@ -215,6 +283,7 @@ def quantize_integer(model: Model, ranges: dict[int, Range], *, activation: str 
     out = clone_model(model)
     sg = out.main
     by_id = {id(t): ranges[i] for i, t in enumerate(sg.tensors()) if i in ranges}
+    _padv2_ranges(sg, by_id)
     report = QuantizeReport(act.name)
 
     quantized: set[int] = set()
@@ -229,11 +298,22 @@ def quantize_integer(model: Model, ranges: dict[int, Range], *, activation: str 
             report.float_ops.append({"op": op.opcode, "origin": op.origin, "reason": why})
             issues.append(Issue(Reason.UNSUPPORTED_DTYPE, f"full integer quantization: {why}",
                                 op.origin, op.opcode))
+    groups = _assign_groups(sg, quantized, by_id, act)
+    # Kernel limits that depend on the final (tied) parameters: drop those ops and regroup.
+    while True:
+        late = [(op, why) for op in sg.operators if id(op) in quantized
+                for why in [_parameter_limit(op, groups, act)] if why is not None]
+        if not late:
+            break
+        for op, why in late:
+            quantized.discard(id(op))
+            report.float_ops.append({"op": op.opcode, "origin": op.origin, "reason": why})
+            issues.append(Issue(Reason.UNSUPPORTED_DTYPE, f"full integer quantization: {why}", op.origin, op.opcode))
+        groups = _assign_groups(sg, quantized, by_id, act)
     if integer_io and issues:
         raise ConversionError(issues)
     report.quantized_ops = len(quantized)
 
-    groups = _assign_groups(sg, quantized, by_id, act)
     _rewrite(out, quantized, groups, act, per_channel, integer_io, np.dtype(input_dtype), np.dtype(output_dtype),
              report)
     return out, report
@@ -263,7 +343,8 @@ def _assign_groups(sg: Subgraph, quantized: set[int], ranges: dict[int, Range], 
             continue
         fixed = FIXED.get(op.opcode, {}).get(act)
         for t in op.outputs:
-            add(t, fixed)
+            if t.dtype == F32:
+                add(t, fixed)
         for i in _data_inputs(op):
             add(op.inputs[i])
     # Ties: outputs first with each input (so concat inputs share the output's group).
@@ -286,7 +367,8 @@ def _rewrite(model: Model, quantized: set[int], groups: _Groups, act: np.dtype, 
     data_idx = {id(op): _data_inputs(op) for op in sg.operators}
     was_float = {id(t) for t in sg.tensors() if _is_float_act(t)}
     # Primary representation of each float tensor: integer when a quantized op produces it.
-    int_primary: set[int] = {id(t) for op in sg.operators if id(op) in quantized for t in op.outputs}
+    int_primary: set[int] = {id(t) for op in sg.operators if id(op) in quantized for t in op.outputs
+                             if t.dtype == F32}
     if integer_io:
         int_primary |= {id(t) for t in sg.inputs if t.dtype == F32}
     int_version: dict[int, Tensor] = {}
@@ -357,7 +439,7 @@ def _rewrite(model: Model, quantized: set[int], groups: _Groups, act: np.dtype, 
             _quantize_weighted(op, to_int, params_of, act, per_channel)
         else:
             tied = op.opcode in TIED
-            out_q = _quant(params_of(op.outputs[0]))
+            out_q = _quant(params_of(op.outputs[0])) if op.outputs[0].dtype == F32 else None
             for i in data_idx[id(op)]:
                 x = to_int(op.inputs[i])
                 if tied and not _same(x.quantization, out_q):
@@ -367,7 +449,13 @@ def _rewrite(model: Model, quantized: set[int], groups: _Groups, act: np.dtype, 
                     else:
                         x = requantize(x, out_q, op.origin)
                 op.inputs[i] = x
+            if op.opcode == "PADV2":
+                pad = op.inputs[2]  # the LiteRT kernel requires the output's parameters on the pad value
+                op.inputs[2] = Tensor(f"{pad.name}/{act.name}", pad.shape, act,
+                                      quantize_array(pad.data, out_q.scale[0], out_q.zero_point[0], act), out_q)
         for y in op.outputs:
+            if y.dtype != F32:
+                continue  # ARG_MAX's indices
             y.dtype = act
             y.quantization = _quant(params_of(y))
         if op.opcode in ("ADD", "SUB") and act == _I16:

@@ -8,6 +8,11 @@ the LiteRT op runs on NWC/NHWC/NDHWC tensors and the result comes back with
 padding, so any other ONNX padding becomes an explicit PAD before a VALID convolution
 (Conv), or a VALID transposed convolution whose full output is cropped with SLICE
 (ConvTranspose).
+
+Weights may also be computed at run time (graph inputs): the filter is then rearranged with
+TRANSPOSE/RESHAPE ops instead of numpy. LiteRT's builtin CONV_2D, DEPTHWISE_CONV_2D,
+TRANSPOSE_CONV and CONV_3D kernels accept non-constant filters (XNNPACK declines such ops and
+leaves them to the builtin kernels).
 """
 from __future__ import annotations
 
@@ -131,6 +136,81 @@ def transpose_same_ok(geo: list[TransposeGeometry], in_sizes: list[int], kernel:
 
 # -- weight rearrangement (pure) ---------------------------------------------------------------
 
+# Weights are ONNX-layout: a numpy array (constant) or an IR tensor computed at run time.
+
+def _wshape(w: np.ndarray | Tensor) -> tuple[int, ...]:
+    return tuple(int(d) for d in w.shape)
+
+
+def _filter(ctx: LowerContext, w: np.ndarray | Tensor, perm: tuple[int, ...],
+            before: tuple[int, ...] | None = None, after: tuple[int, ...] | None = None) -> Tensor:
+    """Weights (optionally reshaped to ``before``) transposed by ``perm`` (then reshaped to ``after``).
+
+    Constant weights are rearranged with numpy; run-time weights with RESHAPE/TRANSPOSE ops.
+    """
+    if isinstance(w, np.ndarray):
+        a = w if before is None else w.reshape(before)
+        a = np.ascontiguousarray(a.transpose(perm))
+        return ctx.new_const(a if after is None else a.reshape(after), hint="filter")
+    t = w if before is None else ctx.reshape(w, before)
+    t = ctx.transpose(t, perm)
+    return t if after is None else ctx.reshape(t, after)
+
+
+def _take(ctx: LowerContext, w: np.ndarray | Tensor, start: int, stop: int) -> np.ndarray | Tensor:
+    """Weights ``w[start:stop]`` along axis 0 (SLICE for run-time weights)."""
+    if isinstance(w, np.ndarray):
+        return w[start:stop]
+    shape = _wshape(w)
+    begin = np.zeros(len(shape), np.int32)
+    begin[0] = start
+    size = np.array((stop - start, *shape[1:]), np.int32)
+    return ctx.emit1("SLICE", [w, ctx.new_const(begin, hint="begin"), ctx.new_const(size, hint="size")],
+                     tuple(int(v) for v in size), w.dtype, "w_part")
+
+
+def _insert_axis2(ctx: LowerContext, w: np.ndarray | Tensor) -> np.ndarray | Tensor:
+    """(A, B, k) weights as (A, B, 1, k) (1-D convolutions run as 2-D ones)."""
+    if isinstance(w, np.ndarray):
+        return w[:, :, None, :]
+    a, b, k = _wshape(w)
+    return ctx.reshape(w, (a, b, 1, k))
+
+
+def _dilate_runtime(ctx: LowerContext, w: Tensor, dilations: list[int]) -> Tensor:
+    """:func:`dilate_kernel` with ops. Per dilated spatial axis, on a 3-D (outer, k, inner) view:
+    RESHAPE to (outer * k, 1, inner), PAD the middle axis with d - 1 zeros, RESHAPE to
+    (outer, k * d, inner) and SLICE off the zeros after the last tap."""
+    for i, d in enumerate(dilations):
+        if d == 1:
+            continue
+        axis = 2 + i
+        shape = _wshape(w)
+        outer, k, inner = int(np.prod(shape[:axis])), shape[axis], int(np.prod(shape[axis + 1:]))
+        flat = ctx.reshape(w, (outer * k, 1, inner))
+        widths = np.array([[0, 0], [0, d - 1], [0, 0]], np.int32)
+        padded = ctx.emit1("PAD", [flat, ctx.new_const(widths, hint="dilate_pads")], (outer * k, d, inner),
+                           w.dtype, "w_dilated")
+        merged = ctx.reshape(padded, (outer, k * d, inner))
+        span = effective_kernel(k, d)
+        cut = ctx.emit1("SLICE", [merged, ctx.new_const(np.zeros(3, np.int32), hint="begin"),
+                                  ctx.new_const(np.array([outer, span, inner], np.int32), hint="size")],
+                        (outer, span, inner), w.dtype, "w_dilated")
+        w = ctx.reshape(cut, shape[:axis] + (span,) + shape[axis + 1:])
+    return w
+
+
+def _weights(ctx: LowerContext, x: Tensor) -> np.ndarray | Tensor:
+    """Input 1 as a numpy array when constant, else the run-time tensor (same dtype as x)."""
+    value = ctx.const(1)
+    if value is not None:
+        return np.asarray(value, x.dtype)
+    w = ctx.input(1)
+    if w.dtype != x.dtype:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"run-time weights of dtype {w.dtype} with a {x.dtype} input")
+    return w
+
+
 def dilate_kernel(w: np.ndarray, dilations: list[int]) -> np.ndarray:
     """Insert zeros between kernel taps so a dilated kernel becomes a dense one (spatial axes 2..)."""
     if all(d == 1 for d in dilations):
@@ -215,16 +295,16 @@ def _to_nhwc_view(ctx: LowerContext, x_cl: Tensor) -> Tensor:
 
 # -- Conv --------------------------------------------------------------------------------------
 
-def _conv_core(ctx: LowerContext, x: Tensor, w: np.ndarray, bias: np.ndarray, group: int,
+def _conv_core(ctx: LowerContext, x: Tensor, w: np.ndarray | Tensor, bias: np.ndarray, group: int,
                strides: list[int], dilations: list[int], padding: str, out_sp: list[int]) -> Tensor:
     """Emit the LiteRT convolution(s) on a channels-last rank-4/5 tensor already padded."""
-    c_in, c_out = x.shape[-1], w.shape[0]
+    c_in, c_out = x.shape[-1], _wshape(w)[0]
     out_shape = (x.shape[0], *out_sp, c_out)
     if x.rank == 5:
         if group != 1:
             return _grouped(ctx, x, w, bias, group, strides, dilations, padding, out_sp)
         # ONNX (Cout, Cin, kD, kH, kW) -> LiteRT (kD, kH, kW, Cin, Cout)
-        filt = ctx.new_const(np.ascontiguousarray(w.transpose(2, 3, 4, 1, 0)), hint="filter")
+        filt = _filter(ctx, w, (2, 3, 4, 1, 0))
         return ctx.emit1("CONV_3D", [x, filt, ctx.new_const(bias, hint="bias")], out_shape, x.dtype, "conv",
                          padding=padding, strideD=strides[0], strideH=strides[1], strideW=strides[2],
                          dilationDFactor=dilations[0], dilationHFactor=dilations[1],
@@ -233,26 +313,27 @@ def _conv_core(ctx: LowerContext, x: Tensor, w: np.ndarray, bias: np.ndarray, gr
                   dilationWFactor=dilations[1], fusedActivationFunction="NONE")
     if group == 1 or (group > 1 and group != c_in and _NATIVE_GROUPED_CONV2D):
         # ONNX (Cout, Cin/g, kH, kW) -> OHWI
-        filt = ctx.new_const(np.ascontiguousarray(w.transpose(0, 2, 3, 1)), hint="filter")
+        filt = _filter(ctx, w, (0, 2, 3, 1))
         return ctx.emit1("CONV_2D", [x, filt, ctx.new_const(bias, hint="bias")], out_shape, x.dtype, "conv",
                          **common)
     if group == c_in:
         # Output channel o reads input channel o // multiplier in both ONNX and LiteRT.
-        filt = np.ascontiguousarray(w.reshape(c_out, *w.shape[2:]).transpose(1, 2, 0))[None]
-        return ctx.emit1("DEPTHWISE_CONV_2D", [x, ctx.new_const(filt, hint="filter"),
-                                               ctx.new_const(bias, hint="bias")],
+        kh, kw = _wshape(w)[2:]
+        filt = _filter(ctx, w, (1, 2, 0), before=(c_out, kh, kw), after=(1, kh, kw, c_out))
+        return ctx.emit1("DEPTHWISE_CONV_2D", [x, filt, ctx.new_const(bias, hint="bias")],
                          out_shape, x.dtype, "dwconv", depthMultiplier=c_out // c_in, **common)
     return _grouped(ctx, x, w, bias, group, strides, dilations, padding, out_sp)
 
 
-def _grouped(ctx: LowerContext, x: Tensor, w: np.ndarray, bias: np.ndarray, group: int, strides: list[int],
+def _grouped(ctx: LowerContext, x: Tensor, w: np.ndarray | Tensor, bias: np.ndarray, group: int, strides: list[int],
              dilations: list[int], padding: str, out_sp: list[int]) -> Tensor:
     """A grouped convolution as one dense convolution per group plus CONCATENATION."""
-    per_out = w.shape[0] // group
+    per_out = _wshape(w)[0] // group
     parts = []
     for g, xg in enumerate(_split_channels(ctx, x, group)):
         sl = slice(g * per_out, (g + 1) * per_out)
-        parts.append(_conv_core(ctx, xg, w[sl], bias[sl], 1, strides, dilations, padding, out_sp))
+        wg = _take(ctx, w, sl.start, sl.stop)
+        parts.append(_conv_core(ctx, xg, wg, bias[sl], 1, strides, dilations, padding, out_sp))
     return _concat_channels(ctx, parts)
 
 
@@ -262,16 +343,16 @@ def lower_conv(node: NodeView, ctx: LowerContext) -> None:
     x = ctx.input(0)
     if x.rank not in (3, 4, 5):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Conv on a rank-{x.rank} input is not supported")
-    w = np.asarray(ctx.require_const(1, "weights (input 1)"), x.dtype)
+    w = _weights(ctx, x)
     n_sp = x.rank - 2
-    if w.ndim != x.rank:
-        raise ctx.fail(Reason.INVALID_MODEL, f"weights have rank {w.ndim}, input has rank {x.rank}")
-    kernel = list(w.shape[2:])
+    if len(_wshape(w)) != x.rank:
+        raise ctx.fail(Reason.INVALID_MODEL, f"weights have rank {len(_wshape(w))}, input has rank {x.rank}")
+    kernel = list(_wshape(w)[2:])
     if node.attr("kernel_shape") is not None and [int(k) for k in node.attr("kernel_shape")] != kernel:
         raise ctx.fail(Reason.INVALID_MODEL, f"kernel_shape {node.attr('kernel_shape')} != weights {kernel}")
     group = int(node.attr("group", 1))
-    c_in, c_out = x.shape[1], w.shape[0]
-    if group < 1 or c_in != w.shape[1] * group or c_out % group:
+    c_in, c_out = x.shape[1], _wshape(w)[0]
+    if group < 1 or c_in != _wshape(w)[1] * group or c_out % group:
         raise ctx.fail(Reason.INVALID_MODEL, f"group={group} does not fit {c_in} input / {c_out} output channels")
     strides = _check_ints(ctx, "strides", node.attr("strides", [1] * n_sp), n_sp, 1)
     dilations = _check_ints(ctx, "dilations", node.attr("dilations", [1] * n_sp), n_sp, 1)
@@ -302,7 +383,7 @@ def lower_conv(node: NodeView, ctx: LowerContext) -> None:
         padding = "VALID"
     if n_sp == 1:  # run as 2-D on (N, 1, L, C)
         h = _to_nhwc_view(ctx, h)
-        w = w[:, :, None, :]
+        w = _insert_axis2(ctx, w)
         strides, dilations, kernel, out_sp = [1, *strides], [1, *dilations], [1, *kernel], [1, *out_sp]
     y = _conv_core(ctx, h, w, bias, group, strides, dilations, padding, out_sp)
     y = _add_runtime_bias(ctx, y, runtime_bias)
@@ -313,25 +394,25 @@ def lower_conv(node: NodeView, ctx: LowerContext) -> None:
 
 # -- ConvTranspose -----------------------------------------------------------------------------
 
-def _transpose_core(ctx: LowerContext, x: Tensor, w: np.ndarray, bias: np.ndarray, strides: list[int],
+def _transpose_core(ctx: LowerContext, x: Tensor, w: np.ndarray | Tensor, bias: np.ndarray, strides: list[int],
                     padding: str, out_sp: list[int]) -> Tensor:
     """TRANSPOSE_CONV / CONV_3D_TRANSPOSE producing ``out_sp`` spatial outputs (group 1).
 
     ``w`` is ONNX-shaped (Cin, Cout, k...) with dilation already folded in.
     """
-    c_out = w.shape[1]
+    c_out = _wshape(w)[1]
     out_shape = (x.shape[0], *out_sp, c_out)
     shape_const = ctx.new_const(np.array(out_shape, np.int32), hint="output_shape")
     bias_const = ctx.new_const(bias, hint="bias")
     if x.rank == 5:
         # ONNX (Cin, Cout, kD, kH, kW) -> LiteRT (kD, kH, kW, Cout, Cin)
-        filt = ctx.new_const(np.ascontiguousarray(w.transpose(2, 3, 4, 1, 0)), hint="filter")
+        filt = _filter(ctx, w, (2, 3, 4, 1, 0))
         return ctx.emit1("CONV_3D_TRANSPOSE", [shape_const, filt, x, bias_const], out_shape, x.dtype, "deconv",
                          padding=padding, strideD=strides[0], strideH=strides[1], strideW=strides[2],
                          dilationDFactor=1, dilationHFactor=1, dilationWFactor=1,
                          fusedActivationFunction="NONE")
     # ONNX (Cin, Cout, kH, kW) -> LiteRT (Cout, kH, kW, Cin)
-    filt = ctx.new_const(np.ascontiguousarray(w.transpose(1, 2, 3, 0)), hint="filter")
+    filt = _filter(ctx, w, (1, 2, 3, 0))
     return ctx.emit1("TRANSPOSE_CONV", [shape_const, filt, x, bias_const], out_shape, x.dtype, "deconv",
                      padding=padding, strideH=strides[0], strideW=strides[1], fusedActivationFunction="NONE")
 
@@ -343,17 +424,18 @@ def lower_conv_transpose(node: NodeView, ctx: LowerContext) -> None:
     if x.rank not in (3, 4, 5):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
                        f"ConvTranspose on a rank-{x.rank} input is not supported")
-    w = np.asarray(ctx.require_const(1, "weights (input 1)"), x.dtype)
+    w = _weights(ctx, x)
     n_sp = x.rank - 2
     group = int(node.attr("group", 1))
     c_in = x.shape[1]
-    if w.ndim != x.rank or group < 1 or w.shape[0] != c_in or c_in % group:
-        raise ctx.fail(Reason.INVALID_MODEL, f"weights {list(w.shape)} / group={group} do not fit "
+    w_shape = _wshape(w)
+    if len(w_shape) != x.rank or group < 1 or w_shape[0] != c_in or c_in % group:
+        raise ctx.fail(Reason.INVALID_MODEL, f"weights {list(w_shape)} / group={group} do not fit "
                                              f"{c_in} input channels")
-    c_out = w.shape[1] * group
-    if node.attr("kernel_shape") is not None and [int(k) for k in node.attr("kernel_shape")] != list(w.shape[2:]):
+    c_out = w_shape[1] * group
+    if node.attr("kernel_shape") is not None and [int(k) for k in node.attr("kernel_shape")] != list(w_shape[2:]):
         raise ctx.fail(Reason.INVALID_MODEL, f"kernel_shape {node.attr('kernel_shape')} != weights "
-                                             f"{list(w.shape[2:])}")
+                                             f"{list(w_shape[2:])}")
     strides = _check_ints(ctx, "strides", node.attr("strides", [1] * n_sp), n_sp, 1)
     dilations = _check_ints(ctx, "dilations", node.attr("dilations", [1] * n_sp), n_sp, 1)
     adj = _check_ints(ctx, "output_padding", node.attr("output_padding", [0] * n_sp), n_sp, 0)
@@ -368,12 +450,13 @@ def lower_conv_transpose(node: NodeView, ctx: LowerContext) -> None:
         output_shape = [int(v) for v in output_shape][-n_sp:]  # spatial dims (N, C may be given too)
 
     # A dilated kernel is a dense kernel with zero taps in between: exact, no LiteRT dilation needed.
-    w = dilate_kernel(w, dilations)
+    # (Run-time weights get the zeros inserted by ops, after the checks below.)
+    kernel = [effective_kernel(k, d) for k, d in zip(w_shape[2:], dilations)]
     in_sp = list(x.shape[2:])
-    geo = transpose_geometry(auto_pad, pads_attr, output_shape, adj, in_sp, list(w.shape[2:]), strides)
+    geo = transpose_geometry(auto_pad, pads_attr, output_shape, adj, in_sp, kernel, strides)
     if any(g.out < 1 for g in geo):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"empty output {[g.out for g in geo]}")
-    for g, size, k, st in zip(geo, in_sp, w.shape[2:], strides):
+    for g, size, k, st in zip(geo, in_sp, kernel, strides):
         if g.full - (st * (size - 1) + k) >= st:
             # ONNX Runtime rejects such an output_shape too: it is not reachable from this input size.
             raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
@@ -389,7 +472,8 @@ def lower_conv_transpose(node: NodeView, ctx: LowerContext) -> None:
     bias, runtime_bias = _bias_tensors(ctx, 2, c_out, x.dtype)
 
     # SAME when LiteRT's own padding rule lands on the ONNX window, else VALID and a crop.
-    if transpose_same_ok(geo, in_sp, list(w.shape[2:]), strides):
+    w = dilate_kernel(w, dilations) if isinstance(w, np.ndarray) else _dilate_runtime(ctx, w, dilations)
+    if transpose_same_ok(geo, in_sp, kernel, strides):
         padding, produced, starts = "SAME", [g.out for g in geo], [0] * n_sp
     else:
         padding, produced, starts = "VALID", [g.full for g in geo], [g.start for g in geo]
@@ -397,13 +481,13 @@ def lower_conv_transpose(node: NodeView, ctx: LowerContext) -> None:
     h = ctx.to_channels_last(x)
     if n_sp == 1:
         h = _to_nhwc_view(ctx, h)
-        w = w[:, :, None, :]
+        w = _insert_axis2(ctx, w)
         strides, produced = [1, *strides], [1, *produced]
     if group == 1:
         y = _transpose_core(ctx, h, w, bias, strides, padding, produced)
     else:
         per_in, per_out = c_in // group, c_out // group
-        parts = [_transpose_core(ctx, hg, w[g * per_in:(g + 1) * per_in],
+        parts = [_transpose_core(ctx, hg, _take(ctx, w, g * per_in, (g + 1) * per_in),
                                  bias[g * per_out:(g + 1) * per_out], strides, padding, produced)
                  for g, hg in enumerate(_split_channels(ctx, h, group))]
         y = _concat_channels(ctx, parts)

@@ -1,7 +1,7 @@
 """Lowerings of the indexing family.
 
 Ops: ArgMax, ArgMin, GatherND, GatherElements, ScatterND, ScatterElements, OneHot, TopK, CumSum,
-Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress.
+Range, Tile, Expand, Trilu, EyeLike, NonZero, Compress, Unique.
 
 Index arithmetic is done in numpy at conversion time wherever the indices are constant, so
 the emitted kernels only see normalized, in-range int32 indices. Run-time indices are
@@ -28,6 +28,7 @@ from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView, inverse_perm
 from ..registry import lowering
+from .tensor import is_empty, set_empty_output
 
 ONNX_ALL = ("float32", "float16", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8",
             "uint16", "uint32", "uint64", "bool", "string", "complex64", "complex128")
@@ -139,7 +140,8 @@ def _set_const_output(ctx: LowerContext, value: np.ndarray, hint: str = "value")
 _ARG_DTYPES = ("float32", "int32", "uint8", "int8")
 
 
-@lowering("ArgMax", "ArgMin", since=1, onnx_dtypes=ONNX_NUMERIC, dtypes=_ARG_DTYPES, verified=_ARG_DTYPES)
+@lowering("ArgMax", "ArgMin", since=1, onnx_dtypes=ONNX_NUMERIC, dtypes=_ARG_DTYPES, verified=_ARG_DTYPES,
+          zero_size_inputs=True)
 def lower_arg(node: NodeView, ctx: LowerContext) -> None:
     """ARG_MAX / ARG_MIN with int64 output; keepdims via RESHAPE.
 
@@ -152,10 +154,14 @@ def lower_arg(node: NodeView, ctx: LowerContext) -> None:
     axis = _norm_axis(ctx, node.attr("axis", 0), x.rank)
     keepdims = int(node.attr("keepdims", 1))
     last = int(node.attr("select_last_index", 0)) if node.opset >= 12 else 0
-    _require_nonempty(ctx, x.shape, "the input")
     dim = x.shape[axis]
+    if dim == 0:
+        raise ctx.fail(Reason.INVALID_MODEL, f"axis {axis} has no elements to take an extremum of")
     reduced = x.shape[:axis] + x.shape[axis + 1:]
     kept = x.shape[:axis] + (1,) + x.shape[axis + 1:]
+    if is_empty(x.shape):
+        set_empty_output(ctx, 0, kept if keepdims else reduced, _I64)
+        return
     out = ctx.output(0, kept if keepdims else reduced, _I64)
     axis_t = ctx.new_const(np.array([axis], np.int32), hint="axis")
     src = x
@@ -175,7 +181,8 @@ def lower_arg(node: NodeView, ctx: LowerContext) -> None:
 _GATHER_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
 
 
-@lowering("GatherND", since=11, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES)
+@lowering("GatherND", since=11, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES,
+          zero_size_inputs=True)
 def lower_gather_nd(node: NodeView, ctx: LowerContext) -> None:
     """GATHER_ND; batch_dims (opset 12) by prefixing each index tuple with its batch coordinates."""
     data, idx = ctx.input(0), ctx.input(1)
@@ -190,7 +197,11 @@ def lower_gather_nd(node: NodeView, ctx: LowerContext) -> None:
     if idx.shape[:b] != data.shape[:b]:
         raise ctx.fail(Reason.INVALID_MODEL, "the batch dimensions of data and indices differ")
     out_shape = idx.shape[:-1] + data.shape[b + k:]
-    _require_nonempty(ctx, out_shape)
+    if is_empty(out_shape):
+        set_empty_output(ctx, 0, out_shape, data.dtype)
+        return
+    if is_empty(data.shape):
+        raise ctx.fail(Reason.INVALID_MODEL, "index tuples into zero-sized data are out of range")
     dims = list(data.shape[b:b + k])
     # The batch coordinates of every index tuple: shape idx.shape[:-1] + [b].
     batch = np.broadcast_to(_coordinate_grid(idx.shape[:b]).reshape(idx.shape[:b] + (1,) * (idx.rank - 1 - b) + (b,)),
@@ -228,7 +239,8 @@ def element_coordinates(ctx: LowerContext, idx: Tensor, axis: int, dim: int, to_
     return _binary(ctx, "ADD", placed, ctx.new_const(grid.astype(wrapped.dtype), hint="grid"), hint="coords")
 
 
-@lowering("GatherElements", since=11, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES)
+@lowering("GatherElements", since=11, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES,
+          zero_size_inputs=True)
 def lower_gather_elements(node: NodeView, ctx: LowerContext) -> None:
     """GatherElements as GATHER_ND over full per-element coordinates."""
     data, idx = ctx.input(0), ctx.input(1)
@@ -238,7 +250,11 @@ def lower_gather_elements(node: NodeView, ctx: LowerContext) -> None:
     axis = _norm_axis(ctx, node.attr("axis", 0), data.rank)
     if any(i > d for a, (i, d) in enumerate(zip(idx.shape, data.shape)) if a != axis):
         raise ctx.fail(Reason.INVALID_MODEL, "indices exceed data on a non-indexed axis")
-    _require_nonempty(ctx, idx.shape)
+    if is_empty(idx.shape):
+        set_empty_output(ctx, 0, idx.shape, data.dtype)
+        return
+    if is_empty(data.shape):
+        raise ctx.fail(Reason.INVALID_MODEL, "indices into zero-sized data are out of range")
     coords = element_coordinates(ctx, idx, axis, data.shape[axis])
     ctx.emit("GATHER_ND", [data, coords], [ctx.output(0, idx.shape, data.dtype)])
 
@@ -335,7 +351,19 @@ def _scatter(ctx: LowerContext, data: Tensor, coords: Tensor, updates: Tensor, r
 _SCATTER_DTYPES = _F32_I32_I64
 
 
-@lowering("ScatterND", since=11, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES)
+def _scatter_trivial(ctx: LowerContext, data: Tensor, idx: Tensor) -> bool:
+    """Handle zero-sized scatters: empty data -> empty output; no index tuples -> a copy of data."""
+    if is_empty(data.shape):
+        set_empty_output(ctx, 0, data.shape, data.dtype)
+        return True
+    if is_empty(idx.shape[:-1] if ctx.node.op_type == "ScatterND" else idx.shape):
+        _copy(ctx, data, ctx.output(0, data.shape, data.dtype))
+        return True
+    return False
+
+
+@lowering("ScatterND", since=11, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES,
+          zero_size_inputs=True)
 def lower_scatter_nd(node: NodeView, ctx: LowerContext) -> None:
     """ScatterND (reduction none/add/mul/max/min) with constant or run-time indices."""
     data, idx, updates = ctx.input(0), ctx.input(1), ctx.input(2)
@@ -344,8 +372,8 @@ def lower_scatter_nd(node: NodeView, ctx: LowerContext) -> None:
     if k < 1 or k > data.rank:
         raise ctx.fail(Reason.INVALID_MODEL, f"index tuples of length {k} do not fit data of rank {data.rank}")
     reduction = _reduction(ctx, node)
-    _require_nonempty(ctx, data.shape, "data")
-    _require_nonempty(ctx, idx.shape, "indices")
+    if _scatter_trivial(ctx, data, idx):
+        return
     dims = list(data.shape[:k])
     if idx.is_const:
         coords = ctx.new_const(normalize_const_indices(ctx, idx.data, dims), hint="indices")
@@ -354,8 +382,10 @@ def lower_scatter_nd(node: NodeView, ctx: LowerContext) -> None:
     _scatter(ctx, data, coords, updates, reduction, ctx.output(0, data.shape, data.dtype))
 
 
-@lowering("Scatter", since=9, until=10, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES)
-@lowering("ScatterElements", since=11, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES)
+@lowering("Scatter", since=9, until=10, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES,
+          zero_size_inputs=True)
+@lowering("ScatterElements", since=11, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES,
+          zero_size_inputs=True)
 def lower_scatter_elements(node: NodeView, ctx: LowerContext) -> None:
     """ScatterElements (reduction none/add/mul/max/min, any axis) as a scatter of per-element coordinates.
 
@@ -368,8 +398,8 @@ def lower_scatter_elements(node: NodeView, ctx: LowerContext) -> None:
                        "indices and updates the same shape")
     axis = _norm_axis(ctx, node.attr("axis", 0), data.rank)
     reduction = _reduction(ctx, node)
-    _require_nonempty(ctx, data.shape, "data")
-    _require_nonempty(ctx, idx.shape, "indices")
+    if _scatter_trivial(ctx, data, idx):
+        return
     coords = element_coordinates(ctx, idx, axis, data.shape[axis], to_int32=True)
     _scatter(ctx, data, coords, updates, reduction, ctx.output(0, data.shape, data.dtype))
 
@@ -378,7 +408,8 @@ def lower_scatter_elements(node: NodeView, ctx: LowerContext) -> None:
 _ONE_HOT_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
 
 
-@lowering("OneHot", since=9, onnx_dtypes=ONNX_ALL, dtypes=_ONE_HOT_DTYPES, verified=_F32_I32_I64, dtype_input=2)
+@lowering("OneHot", since=9, onnx_dtypes=ONNX_ALL, dtypes=_ONE_HOT_DTYPES, verified=_F32_I32_I64, dtype_input=2,
+          zero_size_inputs=True)
 def lower_one_hot(node: NodeView, ctx: LowerContext) -> None:
     """ONE_HOT with a constant depth; negative indices wrap (index + depth) per the ONNX spec.
 
@@ -395,7 +426,9 @@ def lower_one_hot(node: NodeView, ctx: LowerContext) -> None:
         idx = _float_indices(ctx, idx, depth)
     _index_dtype(ctx, idx)
     out_shape = idx.shape[:axis] + (depth,) + idx.shape[axis:]
-    _require_nonempty(ctx, out_shape)
+    if is_empty(out_shape):
+        set_empty_output(ctx, 0, out_shape, values.dtype)
+        return
     if idx.is_const:
         v = np.asarray(idx.data).astype(np.int64)
         indices = ctx.new_const(np.where(v < 0, v + depth, v).astype(idx.dtype), hint="indices")
@@ -464,7 +497,7 @@ def _float_indices(ctx: LowerContext, idx: Tensor, depth: int) -> Tensor:
 _TOPK_DTYPES = ("float32", "int32", "int64", "int8", "uint8")
 
 
-@lowering("TopK", since=1, onnx_dtypes=ONNX_NUMERIC, dtypes=_TOPK_DTYPES, verified=_F32_I32_I64)
+@lowering("TopK", since=1, onnx_dtypes=ONNX_NUMERIC, dtypes=_TOPK_DTYPES, verified=_F32_I32_I64, zero_size_inputs=True)
 def lower_topk(node: NodeView, ctx: LowerContext) -> None:
     """TOPK_V2 on the last axis (other axes through TRANSPOSE); indices CAST to int64.
 
@@ -479,13 +512,17 @@ def lower_topk(node: NodeView, ctx: LowerContext) -> None:
     k = int(node.attr("k", 0)) if node.opset < 10 else _topk_k(ctx, axis)
     largest = int(node.attr("largest", 1)) if node.opset >= 11 else 1
     dim = x.shape[axis]
-    if not 1 <= k <= dim:
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"k={k} must lie in [1, {dim}]")
+    if not 0 <= k <= dim:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"k={k} must lie in [0, {dim}]")
+    out_shape = x.shape[:axis] + (k,) + x.shape[axis + 1:]
+    if is_empty(out_shape):  # k = 0, or an empty input: no values and no indices to compute
+        set_empty_output(ctx, 0, out_shape, x.dtype)
+        if len(node.outputs) > 1 and node.outputs[1]:
+            set_empty_output(ctx, 1, out_shape, _I64)
+        return
     if not largest and x.dtype.name not in _F32_I32_I64:
         # The order-reversing map needs NEG / SUB kernels for the dtype (float32, int32, int64).
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"largest=0 is not supported for {x.dtype.name}")
-    _require_nonempty(ctx, x.shape, "the input")
-    out_shape = x.shape[:axis] + (k,) + x.shape[axis + 1:]
     values_out = ctx.output(0, out_shape, x.dtype)
     index_out = ctx.output(1, out_shape, _I64)
     last = axis == x.rank - 1
@@ -525,13 +562,16 @@ def _order_reverse(ctx: LowerContext, x: Tensor, out: Tensor | None = None) -> T
 
 
 # -- CumSum ----------------------------------------------------------------------------------------
-@lowering("CumSum", since=11, onnx_dtypes=ONNX_NUMERIC, dtypes=_F32_I32_I64, verified=_F32_I32_I64)
+@lowering("CumSum", since=11, onnx_dtypes=ONNX_NUMERIC, dtypes=_F32_I32_I64, verified=_F32_I32_I64,
+          zero_size_inputs=True)
 def lower_cumsum(node: NodeView, ctx: LowerContext) -> None:
     """CUMSUM; exclusive and reverse map to its options; a run-time axis is passed to the kernel."""
     x = ctx.input(0)
     if x.rank == 0:
         raise ctx.fail(Reason.INVALID_MODEL, "CumSum needs an input of rank >= 1")
-    _require_nonempty(ctx, x.shape, "the input")
+    if is_empty(x.shape):
+        set_empty_output(ctx, 0, x.shape, x.dtype)
+        return
     if ctx.const(1) is None:
         # A run-time axis goes to the kernel, which reads it at run time; FLOOR_MOD wraps a
         # negative axis (valid ONNX axes lie in [-rank, rank)).
@@ -559,9 +599,9 @@ def range_length(start: float, limit: float, delta: float) -> int:
 
 
 @lowering("Range", since=27, onnx_dtypes=("float32", "float64", "int16", "int32", "int64", "float16", "bfloat16"),
-          dtypes=_RANGE_DTYPES, verified=_RANGE_DTYPES)
+          dtypes=_RANGE_DTYPES, verified=_RANGE_DTYPES, zero_size_inputs=True)
 @lowering("Range", since=11, until=26, onnx_dtypes=("float32", "float64", "int16", "int32", "int64"),
-          dtypes=_RANGE_DTYPES, verified=_RANGE_DTYPES)
+          dtypes=_RANGE_DTYPES, verified=_RANGE_DTYPES, zero_size_inputs=True)
 def lower_range(node: NodeView, ctx: LowerContext) -> None:
     """Constant inputs: the value computed now. Run-time inputs: RANGE with a dynamic length.
 
@@ -575,7 +615,6 @@ def lower_range(node: NodeView, ctx: LowerContext) -> None:
         if d == 0:
             raise ctx.fail(Reason.INVALID_MODEL, "Range delta must not be zero")
         n = range_length(s, lim, d)
-        _require_nonempty(ctx, (n,))
         # ONNX Runtime accumulates start + delta + delta ... in the element type.
         values = np.empty(n, dtype)
         acc = np.asarray(s, dtype)
@@ -599,7 +638,8 @@ def lower_range(node: NodeView, ctx: LowerContext) -> None:
 _BROADCAST_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
 
 
-@lowering("Tile", since=6, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES)
+@lowering("Tile", since=6, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES,
+          zero_size_inputs=True)
 def lower_tile(node: NodeView, ctx: LowerContext) -> None:
     """TILE; constant repeats become int32 multiples, run-time repeats need a known output shape."""
     x = ctx.input(0)
@@ -617,7 +657,9 @@ def lower_tile(node: NodeView, ctx: LowerContext) -> None:
                            "repeats are computed at run time and the output shape is not known")
         multiples = ctx.input(1)
         _index_dtype(ctx, multiples, "repeats")
-    _require_nonempty(ctx, shape)
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, x.dtype)
+        return
     out = ctx.output(0, tuple(shape), x.dtype)
     if x.rank == 0:
         _copy(ctx, x, out)
@@ -625,7 +667,8 @@ def lower_tile(node: NodeView, ctx: LowerContext) -> None:
     ctx.emit("TILE", [x, multiples], [out])
 
 
-@lowering("Expand", since=8, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES)
+@lowering("Expand", since=8, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES,
+          zero_size_inputs=True)
 def lower_expand(node: NodeView, ctx: LowerContext) -> None:
     """Expand (bidirectional broadcast) -> BROADCAST_TO the broadcast shape (or a copy)."""
     x = ctx.input(0)
@@ -642,7 +685,9 @@ def lower_expand(node: NodeView, ctx: LowerContext) -> None:
             raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
                            "shape is computed at run time and the output shape is not known")
         shape = tuple(int(d) for d in known)
-    _require_nonempty(ctx, shape)
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, x.dtype)
+        return
     out = ctx.output(0, shape, x.dtype)
     if shape == x.shape:
         _copy(ctx, x, out)
@@ -654,7 +699,8 @@ def lower_expand(node: NodeView, ctx: LowerContext) -> None:
 _SELECT_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
 
 
-@lowering("Trilu", since=14, onnx_dtypes=ONNX_ALL, dtypes=_SELECT_DTYPES, verified=_F32_I32_I64 + ("bool",))
+@lowering("Trilu", since=14, onnx_dtypes=ONNX_ALL, dtypes=_SELECT_DTYPES, verified=_F32_I32_I64 + ("bool",),
+          zero_size_inputs=True)
 def lower_trilu(node: NodeView, ctx: LowerContext) -> None:
     """SELECT_V2 between the input and zero with a triangular mask (exact for inf/NaN).
 
@@ -664,7 +710,9 @@ def lower_trilu(node: NodeView, ctx: LowerContext) -> None:
     x = ctx.input(0)
     if x.rank < 2:
         raise ctx.fail(Reason.INVALID_MODEL, "Trilu needs an input of rank >= 2")
-    _require_nonempty(ctx, x.shape, "the input")
+    if is_empty(x.shape):  # no values to mask, whatever k is
+        set_empty_output(ctx, 0, x.shape, x.dtype)
+        return
     n, m = x.shape[-2:]
     rows, cols = np.indices((n, m))
     upper = bool(int(node.attr("upper", 1)))
@@ -687,7 +735,7 @@ _EYE_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
 
 
 @lowering("EyeLike", since=9, onnx_dtypes=ONNX_NUMERIC + ("bool",), dtypes=_EYE_DTYPES, verified=_F32_I32_I64,
-          dtype_input=None)
+          dtype_input=None, zero_size_inputs=True)
 def lower_eye_like(node: NodeView, ctx: LowerContext) -> None:
     """A constant: the input's static 2-D shape fully determines the output."""
     x = ctx.input(0)
@@ -698,7 +746,6 @@ def lower_eye_like(node: NodeView, ctx: LowerContext) -> None:
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(int(node.attr("dtype"))))
     if dtype.name not in _EYE_DTYPES:
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"output dtype {dtype.name} is not supported")
-    _require_nonempty(ctx, x.shape, "the input")
     _set_const_output(ctx, np.eye(x.shape[0], x.shape[1], int(node.attr("k", 0)), dtype=dtype), "eye")
 
 
@@ -706,18 +753,20 @@ def lower_eye_like(node: NodeView, ctx: LowerContext) -> None:
 _WHERE_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
 
 
-@lowering("NonZero", since=9, onnx_dtypes=ONNX_ALL, dtypes=_WHERE_DTYPES, verified=("float32", "int32", "bool"))
+@lowering("NonZero", since=9, onnx_dtypes=ONNX_ALL, dtypes=_WHERE_DTYPES, verified=("float32", "int32", "bool"),
+          zero_size_inputs=True)
 def lower_nonzero(node: NodeView, ctx: LowerContext) -> None:
     """Constant input: the value now. Otherwise WHERE ([n, rank] int64, dynamic n) + TRANSPOSE."""
     x = ctx.input(0)
     if x.rank == 0:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "NonZero of a scalar is not supported")
     if x.is_const:
-        value = np.array(np.nonzero(x.data), np.int64)
-        _require_nonempty(ctx, value.shape)
+        value = np.array(np.nonzero(x.data), np.int64).reshape(x.rank, -1)
         _set_const_output(ctx, value, "nonzero")
         return
-    _require_nonempty(ctx, x.shape, "the input")
+    if is_empty(x.shape):  # no elements, so no non-zero ones: a static empty result
+        set_empty_output(ctx, 0, (x.rank, 0), _I64)
+        return
     coords = ctx.tmp((_DYNAMIC, x.rank), _I64, "coords")
     coords.shape_signature = (-1, x.rank)
     ctx.emit("WHERE", [x], [coords])
@@ -726,7 +775,8 @@ def lower_nonzero(node: NodeView, ctx: LowerContext) -> None:
     ctx.emit("TRANSPOSE", [coords, ctx.new_const(np.array([1, 0], np.int32), hint="perm")], [out])
 
 
-@lowering("Compress", since=9, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES)
+@lowering("Compress", since=9, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES,
+          zero_size_inputs=True)
 def lower_compress(node: NodeView, ctx: LowerContext) -> None:
     """GATHER of the selected positions (the input flattened without axis).
 
@@ -751,7 +801,9 @@ def lower_compress(node: NodeView, ctx: LowerContext) -> None:
         raise ctx.fail(Reason.INVALID_MODEL, "condition is longer than the compressed axis")
     positions = np.nonzero(cond)[0].astype(np.int32)
     shape = src.shape[:axis] + (positions.size,) + src.shape[axis + 1:]
-    _require_nonempty(ctx, shape)
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, x.dtype)
+        return
     ctx.emit("GATHER", [src, ctx.new_const(positions, hint="positions")], [ctx.output(0, shape, x.dtype)],
              axis=axis, batchDims=0)
 
@@ -765,6 +817,9 @@ def _compress_runtime(ctx: LowerContext, src: Tensor, axis: int) -> None:
         raise ctx.fail(Reason.INVALID_MODEL, "condition must be 1-D")
     if cond.size > src.shape[axis]:
         raise ctx.fail(Reason.INVALID_MODEL, "condition is longer than the compressed axis")
+    if cond.size == 0:  # nothing selected
+        set_empty_output(ctx, 0, src.shape[:axis] + (0,) + src.shape[axis + 1:], src.dtype)
+        return
     _require_nonempty(ctx, src.shape, "the input")
     coords = ctx.tmp((_DYNAMIC, 1), _I64, "coords")
     coords.shape_signature = (-1, 1)
@@ -780,3 +835,146 @@ def _compress_runtime(ctx: LowerContext, src: Tensor, axis: int) -> None:
         out = ctx.output(0, src.shape[:axis] + (_DYNAMIC,) + src.shape[axis + 1:], src.dtype)
         out.shape_signature = src.shape[:axis] + (-1,) + src.shape[axis + 1:]
     ctx.emit("GATHER", [src, positions], [out], axis=axis, batchDims=0)
+
+
+# -- Unique ----------------------------------------------------------------------------------------
+# Dtypes whose EQUAL / LESS / GATHER kernels the Unique lowering uses (verified against ONNX Runtime,
+# which implements Unique for float32, int64 and int8 among these).
+_UNIQUE_DTYPES = ("float32", "int64", "int8")
+# Bound on N * N * M (rows squared times row length): the pairwise comparison tensors' size.
+_MAX_UNIQUE_PAIRS = 1 << 20
+
+
+def _unique_rows(ctx: LowerContext, x: Tensor, axis: int | None) -> tuple[Tensor, int, int]:
+    """The slices Unique compares, as a [N, M] matrix (row i = slice i, flattened in C order)."""
+    if axis is None:
+        return ctx.reshape(x, (x.size, 1)), x.size, 1
+    n = x.shape[axis]
+    m = x.size // n
+    pre = int(np.prod(x.shape[:axis], dtype=np.int64))
+    if pre == 1:
+        return ctx.reshape(x, (n, m)), n, m
+    # Through rank 3 (pre, N, post), so any input rank stays within TRANSPOSE's limit.
+    src = ctx.transpose(ctx.reshape(x, (pre, n, m // pre)), (1, 0, 2))
+    return ctx.reshape(src, (n, m)), n, m
+
+
+def _unique_trivial(node: NodeView, ctx: LowerContext, x: Tensor, axis: int | None, n: int) -> None:
+    """Unique with no rows (all outputs empty) or with empty rows (all rows equal: one unique slice)."""
+    out_dim = 0 if n == 0 else 1
+    y_shape = (out_dim,) if axis is None else x.shape[:axis] + (out_dim,) + x.shape[axis + 1:]
+    values = {
+        0: np.zeros(y_shape, x.dtype),
+        1: np.zeros((out_dim,), np.int64),
+        2: np.zeros((n,), np.int64),
+        3: np.full((out_dim,), n, np.int64),
+    }
+    for i, value in values.items():
+        if i < len(node.outputs) and node.outputs[i]:
+            ctx.graph.values[node.outputs[i]] = ctx.new_const(value, hint="unique")
+
+
+def _unique_less(ctx: LowerContext, a: Tensor, b: Tensor, n: int, m: int) -> Tensor:
+    """[N, N] bool: row j < row i lexicographically (a = rows as [N, 1, M], b = rows as [1, N, M])."""
+    if m == 1:
+        return _binary(ctx, "LESS", ctx.reshape(a, (n, 1)), ctx.reshape(b, (1, n)), hint="less", dtype=_BOOL)
+    less = _binary(ctx, "LESS", a, b, hint="less_k", dtype=_BOOL)
+    differ = _cast(ctx, _binary(ctx, "NOT_EQUAL", a, b, hint="differ_k", dtype=_BOOL), _I32, hint="differ_i32")
+    # Elements before k all equal <=> no difference before k (exclusive prefix count is 0).
+    before = ctx.emit1("CUMSUM", [differ, ctx.new_const(np.array(2, np.int32), hint="axis")], (n, n, m), _I32,
+                       "differ_before", exclusive=True, reverse=False)
+    tied = _binary(ctx, "EQUAL", before, ctx.new_const(np.array(0, np.int32), hint="zero"), hint="tied", dtype=_BOOL)
+    decides = _binary(ctx, "LOGICAL_AND", less, tied, hint="decides")
+    return ctx.emit1("REDUCE_ANY", [decides, ctx.new_const(np.array([2], np.int32), hint="axis")], (n, n), _BOOL,
+                     "less", keepDims=False)
+
+
+@lowering("Unique", since=11, onnx_dtypes=ONNX_ALL, dtypes=_UNIQUE_DTYPES, verified=_UNIQUE_DTYPES,
+          zero_size_inputs=True)
+def lower_unique(node: NodeView, ctx: LowerContext) -> None:
+    """Unique (axis or flattened, sorted or first-occurrence order) with pairwise comparisons.
+
+    The N slices are compared pairwise ([N, N] EQUAL, and LESS for the lexicographic order).
+    Each slice's group representative is its first equal slice (ARG_MAX of the equality row);
+    the representatives are the unique slices. A unique slice's position in Y is the number of
+    unique slices before it (in input order, or smaller when sorted); inverse_indices gathers the
+    representatives' positions. indices / counts are computed for all N slots, then SLICEd to the
+    run-time unique count K, so Y, indices and counts have a data-dependent length (static 0,
+    shape_signature -1), like NonZero's output. Equality is the kernels' (NaN never equals NaN).
+    """
+    x = ctx.input(0)
+    axis_attr = node.attr("axis")
+    axis = None if axis_attr is None else _norm_axis(ctx, axis_attr, max(x.rank, 1))
+    if axis is not None and x.rank == 0:
+        raise ctx.fail(Reason.INVALID_MODEL, "Unique with an axis needs an input of rank >= 1")
+    sort = bool(int(node.attr("sorted", 1)))
+    n = x.size if axis is None else x.shape[axis]
+    m = 1 if axis is None else (x.size // n if n else 0)
+    if n == 0 or m == 0:
+        _unique_trivial(node, ctx, x, axis, n)
+        return
+    if n * n * m > _MAX_UNIQUE_PAIRS:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"Unique of {n} slices of {m} elements needs {n * n * m} pairwise comparisons "
+                       f"(> {_MAX_UNIQUE_PAIRS})")
+    # int8 comparisons take LiteRT's quantized path (it aborts without quantization parameters):
+    # compare exact int32 copies instead.
+    keys = _cast(ctx, x, _I32, hint="keys") if x.dtype == np.int8 else x
+    rows, n, m = _unique_rows(ctx, keys, axis)
+    a, b = ctx.reshape(rows, (n, 1, m)), ctx.reshape(rows, (1, n, m))
+    if m == 1:
+        same = _binary(ctx, "EQUAL", ctx.reshape(rows, (n, 1)), ctx.reshape(rows, (1, n)), hint="same", dtype=_BOOL)
+    else:
+        same_k = _binary(ctx, "EQUAL", a, b, hint="same_k", dtype=_BOOL)
+        same = ctx.emit1("REDUCE_ALL", [same_k, ctx.new_const(np.array([2], np.int32), hint="axis")], (n, n),
+                         _BOOL, "same", keepDims=False)
+    last_axis = ctx.new_const(np.array([1], np.int32), hint="axis1")
+    first_axis = ctx.new_const(np.array([0], np.int32), hint="axis0")
+    # rep[i]: the first slice equal to slice i (ARG_MAX keeps the first of tied maxima).
+    rep = ctx.emit1("ARG_MAX", [_cast(ctx, same, _I32, hint="same_i32"), last_axis], (n,), _I32, "rep",
+                    outputType="INT32")
+    arange = np.arange(n, dtype=np.int32)
+    is_first = _binary(ctx, "EQUAL", rep, ctx.new_const(arange, hint="arange"), hint="is_first", dtype=_BOOL)
+    # before[j, i]: unique slice j comes before slice i in Y.
+    if sort:
+        before = _unique_less(ctx, a, b, n, m)
+    else:
+        before = ctx.new_const(arange.reshape(n, 1) < arange.reshape(1, n), hint="earlier")
+    counted = _binary(ctx, "LOGICAL_AND", ctx.reshape(is_first, (n, 1)), before, hint="counted")
+    pos = ctx.emit1("SUM", [_cast(ctx, counted, _I32, hint="counted_i32"), first_axis], (n,), _I32, "pos",
+                    keepDims=False)
+    inverse = pos if sort else ctx.emit1("GATHER", [pos, rep], (n,), _I32, "inverse", axis=0, batchDims=0)
+    slots = ctx.new_const(arange.reshape(n, 1), hint="slots")
+    # indices_full[p]: the unique slice at position p (rows p >= K are all false and give 0).
+    at_slot = _binary(ctx, "LOGICAL_AND", _binary(ctx, "EQUAL", ctx.reshape(pos, (1, n)), slots, hint="at_pos",
+                                                  dtype=_BOOL), ctx.reshape(is_first, (1, n)), hint="at_slot")
+    indices_full = ctx.emit1("ARG_MAX", [_cast(ctx, at_slot, _I32, hint="at_slot_i32"), last_axis], (n,), _I64,
+                             "indices_full", outputType="INT64")
+    counts_full = ctx.emit1("SUM", [_cast(ctx, _binary(ctx, "EQUAL", ctx.reshape(inverse, (1, n)), slots,
+                                                       hint="in_slot", dtype=_BOOL), _I32, hint="in_slot_i32"),
+                                    last_axis], (n,), _I32, "counts_full", keepDims=False)
+    k = ctx.emit1("SUM", [_cast(ctx, is_first, _I32, hint="first_i32"), first_axis], (1,), _I32, "k",
+                  keepDims=True)
+    begin = ctx.new_const(np.zeros(1, np.int32), hint="begin")
+
+    def dynamic_out(i: int, hint: str) -> Tensor:
+        t = ctx.output(i, (_DYNAMIC,), _I64) if i < len(node.outputs) and node.outputs[i] else \
+            ctx.tmp((_DYNAMIC,), _I64, hint)
+        t.shape_signature = (-1,)
+        return t
+
+    indices = dynamic_out(1, "indices")
+    ctx.emit("SLICE", [indices_full, begin, k], [indices])
+    src = ctx.reshape(x, (x.size,)) if axis is None else x
+    y_axis = 0 if axis is None else axis
+    y_shape = src.shape[:y_axis] + (_DYNAMIC,) + src.shape[y_axis + 1:]
+    y = ctx.output(0, y_shape, x.dtype) if node.outputs[0] else ctx.tmp(y_shape, x.dtype, "y")
+    y.shape_signature = src.shape[:y_axis] + (-1,) + src.shape[y_axis + 1:]
+    ctx.emit("GATHER", [src, indices], [y], axis=y_axis, batchDims=0)
+    if len(node.outputs) > 2 and node.outputs[2]:
+        _cast(ctx, inverse, _I64, out=ctx.output(2, (n,), _I64))
+    if len(node.outputs) > 3 and node.outputs[3]:
+        counts = ctx.tmp((_DYNAMIC,), _I32, "counts")
+        counts.shape_signature = (-1,)
+        ctx.emit("SLICE", [counts_full, begin, k], [counts])
+        _cast(ctx, counts, _I64, out=dynamic_out(3, "counts"))

@@ -6,9 +6,22 @@ pixel (nearest) or the interpolation matrix (linear), in float32 like the runtim
 each LiteRT option combination (align_corners, half_pixel_centers) does. A builtin
 RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR is emitted only with a combination that agrees on
 every axis. A nearest resize no combination reproduces becomes constant-index GATHERs, which
-are exact for any coordinate mode; a linear one is refused. A nearest resize whose source
-coordinates land on float rounding ties (float32 and exact arithmetic disagree) is refused:
-ONNX Runtime's kernels are seen to resolve such ties either way.
+are exact for any coordinate mode. A nearest resize whose source coordinates land on float
+rounding ties (float32 and exact arithmetic disagree) is refused: ONNX Runtime's kernels are
+seen to resolve such ties either way.
+
+Everything RESIZE_BILINEAR cannot express — cubic mode (cubic_coeff_a, exclude_outside),
+antialias, linear coordinate modes without a LiteRT match, tf_crop_and_resize with a
+constant roi — is a separable weighted sum: one constant (out, in) weight matrix per
+resized axis, computed in float64 following the ONNX reference (edge-clamped taps, ratio in
+(0, 1]), applied with FULLY_CONNECTED over that axis (moved last by TRANSPOSE). The bias
+carries tf_crop_and_resize's extrapolation value. (As with any matrix product, a non-finite
+input value reaches every output of its row through a zero weight.)
+
+A run-time ``sizes`` input is implied by the node's static output shape (stretch: the sizes
+are the output lengths; not_larger / not_smaller: the scale must be the same for every
+ratio out/in consistent with that shape). Run-time ``scales`` are refused: the coordinate
+transforms use the scale value itself, which the output shape does not determine.
 """
 from __future__ import annotations
 
@@ -270,31 +283,123 @@ def _scales_to_dims(ctx: LowerContext, scales: np.ndarray, in_dims: tuple[int, .
     return tuple(int(np.floor(_f32(d) * _f32(s))) for d, s in zip(in_dims, scales))
 
 
-def _check_mode(ctx: LowerContext, mode: str) -> str:
+def _check_mode(ctx: LowerContext, mode: str, allow_cubic: bool = False) -> str:
     if mode in ("linear", "bilinear"):
         return "linear"
-    if mode == "nearest":
+    if mode == "nearest" or (mode == "cubic" and allow_cubic):
         return mode
-    raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
-                   f"mode '{mode}' (LiteRT resizes are nearest or bilinear only)")
+    raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"mode '{mode}'")
+
+
+# --- weight-matrix resizes (cubic, antialias, other linear modes) -------------------------------
+
+def _keys_cubic(t: np.ndarray, a: float) -> np.ndarray:
+    """The cubic convolution kernel with coefficient ``a`` (ONNX cubic_coeff_a)."""
+    t = np.abs(t)
+    t2, t3 = t * t, t * t * t
+    near = (a + 2) * t3 - (a + 3) * t2 + 1
+    far = a * t3 - 5 * a * t2 + 8 * a * t - 4 * a
+    return np.where(t <= 1, near, np.where(t < 2, far, 0.0))
+
+
+def interpolation_matrix(in_len: int, coords: np.ndarray, mode: str, cubic_a: float = -0.75,
+                         exclude_outside: bool = False, antialias_scale: float | None = None) -> np.ndarray:
+    """(out, in) float64 weights of ONNX linear/cubic interpolation at source ``coords``.
+
+    Follows the ONNX reference: taps ``base + i`` with ``base = ceil(c) - 1`` (ratio in
+    (0, 1]) clamped to the edge; with antialias the kernel is stretched by 1 / min(scale, 1)
+    and normalized; exclude_outside drops out-of-range taps and renormalizes.
+    """
+    support = 1.0 if mode == "linear" else 2.0
+    s = 1.0 if antialias_scale is None else min(float(antialias_scale), 1.0)
+    start = int(np.floor(-support / s)) + 1
+    taps = np.arange(start, 2 - start)
+    coords = np.asarray(coords, np.float64)
+    base = np.ceil(coords) - 1
+    args = (taps[None, :] - (coords - base)[:, None]) * s
+    w = np.clip(1 - np.abs(args), 0, 1) if mode == "linear" else _keys_cubic(args, cubic_a)
+    if antialias_scale is not None:
+        w = w / w.sum(axis=1, keepdims=True)
+    idx = base.astype(np.int64)[:, None] + taps[None, :]
+    if exclude_outside:
+        w = np.where((idx < 0) | (idx >= in_len), 0.0, w)
+        total = w.sum(axis=1, keepdims=True)
+        w = w / np.where(total == 0, 1.0, total)
+    m = np.zeros((len(coords), in_len), np.float64)
+    rows = np.repeat(np.arange(len(coords)), len(taps))
+    np.add.at(m, (rows, np.clip(idx, 0, in_len - 1).ravel()), w.ravel())
+    return m
+
+
+def crop_coords(out_len: int, in_len: int, start: float, end: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """tf_crop_and_resize source coordinates and extrapolation mask (ONNX Runtime's float32 order).
+
+    None when float32 and float64 disagree on which outputs are extrapolated.
+    """
+    def coords(dtype: type) -> np.ndarray:
+        x = np.arange(out_len, dtype=dtype)
+        st, en, li = dtype(start), dtype(end), dtype(in_len - 1)
+        if out_len == 1:
+            return np.full(out_len, dtype(0.5) * (st + en) * li, dtype)
+        return st * li + x * (en - st) * li / dtype(out_len - 1)
+
+    c32, c64 = coords(_f32), coords(np.float64)
+    mask32 = (c32 < 0) | (c32 > in_len - 1)
+    mask64 = (c64 < 0) | (c64 > in_len - 1)
+    if not np.array_equal(mask32, mask64):
+        return None
+    return c32.astype(np.float64), mask32
+
+
+def _emit_matrix_resize(ctx: LowerContext, mats: list[tuple[int, np.ndarray, np.ndarray | None]]) -> None:
+    """Input 0 resized by a (out, in) matrix (plus optional bias) per axis, into output 0."""
+    x = ctx.input(0)
+    if x.dtype != np.float32:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"{ctx.node.attr('mode')} resize of a {x.dtype} tensor "
+                                                 "(float32 only)")
+    out = ctx.output(0)
+    rank = x.rank
+    steps = [(a, m, b) for a, m, b in mats
+             if b is not None or m.shape[0] != m.shape[1] or not np.array_equal(m, np.eye(m.shape[0]))]
+    if not steps:
+        ctx.reshape(x, out.shape, out=out)
+        return
+    y = x
+    for i, (axis, m, bias) in enumerate(steps):
+        last = i == len(steps) - 1
+        perm = list(range(rank))
+        perm[axis], perm[-1] = perm[-1], perm[axis]
+        h = y if axis == rank - 1 else ctx.transpose(y, tuple(perm))
+        shape = h.shape[:-1] + (m.shape[0],)
+        weights = ctx.new_const(m.astype(_f32), hint="resize_weights")
+        b = None if bias is None else ctx.new_const(bias.astype(_f32), hint="resize_bias")
+        h = ctx.emit1("FULLY_CONNECTED", [h, weights, b], shape, _f32, "interpolated",
+                      out if last and axis == rank - 1 else None, fusedActivationFunction="NONE",
+                      weightsFormat="DEFAULT", keepNumDims=True)
+        y = h if axis == rank - 1 else ctx.transpose(h, tuple(perm), out=out if last else None)
 
 
 @lowering("Resize", since=10)
 def lower_resize(node: NodeView, ctx: LowerContext) -> None:
-    """Resize (opset 10+) -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR, or GATHERs for nearest."""
+    """Resize (opset 10+) -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR, GATHERs for nearest, or
+    per-axis weight matrices (FULLY_CONNECTED) for cubic, antialias and other linear modes."""
     x = ctx.input(0)
     rank = x.rank
-    mode = _check_mode(ctx, node.attr("mode", "nearest"))
     if node.opset < 11:
+        mode = _check_mode(ctx, node.attr("mode", "nearest"))
+        if ctx.const(1) is None:
+            raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT, _RUNTIME_SCALES)
         scales = ctx.require_const(1, "scales").astype(_f32)
         dims = _scales_to_dims(ctx, scales, x.shape)
         _emit_resize(ctx, mode, "asymmetric", "simple", scales.tolist(), dims)
         return
+    mode = _check_mode(ctx, node.attr("mode", "nearest"), allow_cubic=True)
     coord_mode = node.attr("coordinate_transformation_mode", "half_pixel")
     nearest_mode = node.attr("nearest_mode", "round_prefer_floor")
-    if coord_mode == "tf_crop_and_resize":
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "coordinate_transformation_mode 'tf_crop_and_resize'")
-    if coord_mode not in _COORD_MODES or (coord_mode == "half_pixel_symmetric" and node.opset < 19):
+    crop = coord_mode == "tf_crop_and_resize"
+    if crop and mode == "nearest":
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "nearest resize with tf_crop_and_resize")
+    if not crop and (coord_mode not in _COORD_MODES or (coord_mode == "half_pixel_symmetric" and node.opset < 19)):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"coordinate_transformation_mode '{coord_mode}'")
     if nearest_mode not in _NEAREST_MODES[:4]:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"nearest_mode '{nearest_mode}'")
@@ -302,43 +407,152 @@ def lower_resize(node: NodeView, ctx: LowerContext) -> None:
     if node.opset < 18:
         axes = list(range(rank))
     policy = node.attr("keep_aspect_ratio_policy", "stretch") if node.opset >= 18 else "stretch"
+    if policy not in ("stretch", "not_larger", "not_smaller"):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"keep_aspect_ratio_policy '{policy}'")
     scales_in = ctx.const(2) if ctx.has_input(2) else None
-    if ctx.has_input(2) and scales_in is None:
-        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT, "the scales input must be a constant")
+    if ctx.has_input(2) and scales_in is None and ctx.input(2).size != 0:
+        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT, _RUNTIME_SCALES)
     scales_full = [1.0] * rank
     exact: list[tuple[Fraction, ...]] = [()] * rank
-    if scales_in is not None and scales_in.size > 0:
+    from_scales = scales_in is not None and scales_in.size > 0
+    if from_scales:
         if scales_in.size != len(axes):
             raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "scales do not match the resized axes")
-        for a, s in zip(axes, scales_in.astype(_f32).tolist()):
-            scales_full[a] = s
+        for a, sc in zip(axes, scales_in.astype(_f32).tolist()):
+            scales_full[a] = sc
         dims = _scales_to_dims(ctx, np.array(scales_full, _f32), x.shape)
     else:
-        sizes = ctx.require_const(3, "sizes") if ctx.has_input(3) else None
-        if sizes is None:
-            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "Resize needs scales or sizes")
-        sizes = [int(v) for v in sizes.reshape(-1)]
-        if len(sizes) != len(axes) or min(sizes) < 1:
-            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"sizes {sizes} do not match the resized axes")
-        dims_l = list(x.shape)
-        # ONNX Runtime's scale for a sizes input is out/in in float32.
-        ratios = [(_f32(s) / _f32(x.shape[a]), Fraction(s, x.shape[a])) for a, s in zip(axes, sizes)]
-        if policy == "stretch":
-            for a, s, (r, q) in zip(axes, sizes, ratios):
-                dims_l[a], scales_full[a], exact[a] = s, float(r), (q,)
-        elif policy in ("not_larger", "not_smaller"):
-            r, q = min(ratios) if policy == "not_larger" else max(ratios)
-            for a in axes:
-                dims_l[a] = int(np.floor(np.float64(_f32(r) * _f32(x.shape[a])) + 0.5))
-                scales_full[a], exact[a] = float(r), (q,)
+        dims, scales_full, exact = _dims_from_sizes(ctx, axes, policy)
+    antialias = node.opset >= 18 and bool(int(node.attr("antialias", 0))) and mode != "nearest"
+    if mode == "nearest" or (mode == "linear" and not crop and not (antialias and min(scales_full) < 1.0)):
+        if mode == "linear" and _linear_litert_mode(ctx, coord_mode, scales_full, dims) is None:
+            _matrix_resize(ctx, node, mode, coord_mode, scales_full, dims, from_scales, axes, False)
+            return
+        _emit_resize(ctx, mode, coord_mode, nearest_mode, scales_full, dims, exact)
+        return
+    _matrix_resize(ctx, node, mode, coord_mode, scales_full, dims, from_scales, axes, antialias)
+
+
+_RUNTIME_SCALES = ("the scales input must be a constant: the coordinate transformation uses the scale "
+                   "value itself, which the static output shape does not determine")
+
+
+def _dims_from_sizes(ctx: LowerContext, axes: list[int], policy: str
+                     ) -> tuple[tuple[int, ...], list[float], list[tuple[Fraction, ...]]]:
+    """Output dims, per-axis float32 scales and exact ratios from the ``sizes`` input.
+
+    A run-time ``sizes`` is read off the static output shape: with ``stretch`` the sizes are
+    the output lengths; with ``not_larger`` / ``not_smaller`` the common scale is out/in of
+    the limiting axis, which must be the same for every axis consistent with the shape.
+    """
+    x = ctx.input(0)
+    rank = x.rank
+    if not ctx.has_input(3):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "Resize needs scales or sizes")
+    sizes_c = ctx.const(3)
+    declared = ctx.out_shape(0)
+    if sizes_c is None:
+        if declared is None or len(declared) != rank or ctx.input(3).shape != (len(axes),):
+            raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                           "sizes must be a constant when the output shape is not known")
+        sizes = [int(declared[a]) for a in axes]
+    else:
+        sizes = [int(v) for v in sizes_c.reshape(-1)]
+    if len(sizes) != len(axes) or min(sizes) < 1:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"sizes {sizes} do not match the resized axes")
+    dims_l = list(x.shape)
+    scales_full = [1.0] * rank
+    exact: list[tuple[Fraction, ...]] = [()] * rank
+    # ONNX Runtime's scale for a sizes input is out/in in float32.
+    ratios = [(_f32(sz) / _f32(x.shape[a]), Fraction(sz, x.shape[a])) for a, sz in zip(axes, sizes)]
+    if policy == "stretch":
+        for a, sz, (r, q) in zip(axes, sizes, ratios):
+            dims_l[a], scales_full[a], exact[a] = sz, float(r), (q,)
+        return tuple(dims_l), scales_full, exact
+
+    def dims_for(r: np.float32) -> list[int]:
+        return [int(np.floor(np.float64(_f32(r) * _f32(x.shape[a])) + 0.5)) for a in axes]
+
+    if sizes_c is not None:
+        r, q = min(ratios) if policy == "not_larger" else max(ratios)
+    else:
+        # The limiting axis keeps its size: the scale is out/in of some axis, consistent with all.
+        found = {q: r for r, q in ratios if dims_for(r) == sizes}
+        if len(found) != 1:
+            raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                           f"run-time sizes with keep_aspect_ratio_policy '{policy}': the output shape "
+                           f"{list(declared)} does not determine the scale")
+        (q, r), = found.items()
+    for a, d in zip(axes, dims_for(r)):
+        dims_l[a], scales_full[a], exact[a] = d, float(r), (q,)
+    return tuple(dims_l), scales_full, exact
+
+
+def _linear_litert_mode(ctx: LowerContext, coord_mode: str, scales: list[float], dims: tuple[int, ...]
+                        ) -> tuple[bool, bool] | None:
+    """The RESIZE_BILINEAR option pair reproducing a plain linear resize, or None."""
+    x = ctx.input(0)
+    if x.rank not in (3, 4) or any(dims[a] != x.shape[a] or scales[a] != 1.0 for a in (0, 1)):
+        return (False, False)  # not ours to decide: _emit_resize reports these
+    axes = [(x.shape[a], dims[a], scales[a]) for a in range(2, x.rank)]
+    want = [onnx_linear_matrix(i, o, sc, coord_mode) for i, o, sc in axes]
+    return next((m for m in _LITERT_MODES if all(
+        np.allclose(w, litert_linear_matrix(i, o, *m), rtol=0, atol=_WEIGHT_TOL)
+        for w, (i, o, _) in zip(want, axes))), None)
+
+
+def _matrix_resize(ctx: LowerContext, node: NodeView, mode: str, coord_mode: str, scales: list[float],
+                   dims: tuple[int, ...], from_scales: bool, axes: list[int], antialias: bool) -> None:
+    """Linear/cubic resize as one constant interpolation matrix per resized axis."""
+    x = ctx.input(0)
+    rank = x.rank
+    declared = ctx.out_shape(0)
+    if declared is not None and tuple(declared) != tuple(dims):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"declared output shape {list(declared)} differs from the computed {list(dims)}")
+    cubic_a = float(node.attr("cubic_coeff_a", -0.75))
+    exclude_outside = bool(int(node.attr("exclude_outside", 0)))
+    extrapolation = float(node.attr("extrapolation_value", 0.0))
+    roi = None
+    if coord_mode == "tf_crop_and_resize":
+        if not ctx.has_input(1) or ctx.const(1) is None:
+            raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT, "tf_crop_and_resize needs a constant roi")
+        roi_in = np.asarray(ctx.const(1), np.float64).reshape(-1)
+        if roi_in.size != 2 * len(axes):
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"roi has {roi_in.size} values for {len(axes)} axes")
+        roi = {a: (roi_in[i], roi_in[i + len(axes)]) for i, a in enumerate(axes)}
+    mats = []
+    for a in range(rank):
+        in_len, out_len, sc = x.shape[a], dims[a], scales[a]
+        if from_scales and coord_mode in ("align_corners", "tf_crop_and_resize", "half_pixel_symmetric") \
+                and float(np.float64(in_len) * np.float64(_f32(sc))) != out_len:
+            # These modes use the resized length; with a fractional in * scale the ONNX reference
+            # uses the fraction, ONNX Runtime the integer output length.
+            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                           f"{coord_mode} with a scale whose resized length {in_len} * {sc} is fractional "
+                           "is implementation-defined")
+        bias = None
+        if roi is not None and a in roi:
+            found = crop_coords(out_len, in_len, *roi[a])
+            if found is None:
+                raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                               "tf_crop_and_resize coordinates on the crop border are rounding-sensitive")
+            coords, outside = found
         else:
-            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"keep_aspect_ratio_policy '{policy}'")
-        dims = tuple(dims_l)
-    if node.opset >= 18 and int(node.attr("antialias", 0)) and mode == "linear" \
-            and any(s < 1.0 for s in scales_full):
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "antialias when downscaling")
-    # exclude_outside and cubic_coeff_a only affect cubic mode, which is rejected above.
-    _emit_resize(ctx, mode, coord_mode, nearest_mode, scales_full, dims, exact)
+            if in_len == out_len and sc == 1.0:
+                continue
+            if mode == "cubic" and coord_mode == "pytorch_half_pixel" and out_len == 1:
+                # The ONNX reference samples at -0.5, ONNX Runtime at 0: ambiguous for cubic taps.
+                raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                               "cubic pytorch_half_pixel resize to length 1 is implementation-defined")
+            coords = onnx_coords(out_len, in_len, sc, coord_mode).astype(np.float64)
+            outside = np.zeros(out_len, bool)
+        m = interpolation_matrix(in_len, coords, mode, cubic_a, exclude_outside, sc if antialias else None)
+        if outside.any():
+            m[outside] = 0.0
+            bias = np.where(outside, extrapolation, 0.0)
+        mats.append((a, m, bias))
+    _emit_matrix_resize(ctx, mats)
 
 
 @lowering("Upsample", since=7, until=9)

@@ -76,6 +76,25 @@ def _require_nonempty(ctx: LowerContext, shape: Sequence[int], what: str = "the 
                        f"{what} would have shape {list(shape)}; zero-sized tensors are not supported")
 
 
+def is_empty(shape: Sequence[int]) -> bool:
+    """True when a tensor of ``shape`` holds no elements."""
+    return any(int(d) == 0 for d in shape)
+
+
+def set_empty_output(ctx: LowerContext, index: int, shape: Sequence[int], dtype: np.dtype | type | None = None
+                     ) -> None:
+    """Register an empty constant of the static ``shape`` as ONNX output ``index``.
+
+    A tensor with no elements has no values, so this is exact whatever the op computes; it keeps
+    zero-sized tensors away from LiteRT kernels, which are not all safe on them. A graph output
+    gets the driver's copy (a RESHAPE of the empty constant).
+    """
+    name = ctx.node.outputs[index]
+    if dtype is None:
+        dtype = ctx.graph.dtypes.get(name, ctx.input(0).dtype)
+    ctx.graph.values[name] = ctx.new_const(np.zeros(tuple(int(d) for d in shape), np.dtype(dtype)), hint="empty")
+
+
 def _const_or_attr(ctx: LowerContext, node: NodeView, input_index: int, attr: str, since: int,
                    what: str) -> list[int] | None:
     """An int list given as attribute ``attr`` before opset ``since`` and as input after it."""
@@ -103,11 +122,18 @@ def _implied_shape(ctx: LowerContext, what: str, index: int = 0) -> tuple[int, .
 def _copy_into_implied(ctx: LowerContext, x: Tensor, what: str) -> None:
     """Copy ``x`` into output 0 whose static shape is implied (same element count required)."""
     shape = _implied_shape(ctx, what)
-    _require_nonempty(ctx, shape)
     if int(np.prod(shape, dtype=np.int64)) != x.size:
         raise ctx.fail(Reason.INVALID_MODEL,
                        f"output shape {list(shape)} does not hold the {x.size} elements of the input")
-    copy_to(ctx, x, ctx.output(0, shape=shape))
+    _copy_or_empty(ctx, x, shape)
+
+
+def _copy_or_empty(ctx: LowerContext, x: Tensor, shape: Sequence[int]) -> None:
+    """Output 0 = ``x`` in ``shape`` (same element count): a RESHAPE, or an empty constant."""
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, x.dtype)
+        return
+    copy_to(ctx, x, ctx.output(0, shape=tuple(shape), dtype=x.dtype))
 
 
 def copy_to(ctx: LowerContext, x: Tensor, out: Tensor) -> Tensor:
@@ -159,7 +185,7 @@ def onnx_pad_index(begin: int, end: int, dim: int, mode: str) -> np.ndarray:
 
 
 # -- Flatten / Reshape / Squeeze / Unsqueeze / Identity: one RESHAPE --------------------------
-@lowering("Flatten", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+@lowering("Flatten", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA, zero_size_inputs=True)
 def lower_flatten(node: NodeView, ctx: LowerContext) -> None:
     """Flatten -> RESHAPE to (prod(shape[:axis]), prod(shape[axis:])); axis may be negative."""
     x = ctx.input(0)
@@ -169,7 +195,7 @@ def lower_flatten(node: NodeView, ctx: LowerContext) -> None:
     if not 0 <= axis <= x.rank:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {node.attr('axis')} is out of range")
     shape = (int(np.prod(x.shape[:axis], dtype=np.int64)), int(np.prod(x.shape[axis:], dtype=np.int64)))
-    copy_to(ctx, x, ctx.output(0, shape=shape))
+    _copy_or_empty(ctx, x, shape)
 
 
 def reshape_target(in_shape: Sequence[int], spec: Sequence[int], allowzero: bool) -> tuple[int, ...] | str:
@@ -196,7 +222,7 @@ def reshape_target(in_shape: Sequence[int], spec: Sequence[int], allowzero: bool
     return tuple(out)
 
 
-@lowering("Reshape", since=5, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+@lowering("Reshape", since=5, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA, zero_size_inputs=True)
 def lower_reshape(node: NodeView, ctx: LowerContext) -> None:
     """Reshape (0 copies a dim unless allowzero, -1 is inferred) -> RESHAPE.
 
@@ -212,11 +238,10 @@ def lower_reshape(node: NodeView, ctx: LowerContext) -> None:
     shape = reshape_target(x.shape, spec, allowzero)
     if isinstance(shape, str):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, shape)
-    _require_nonempty(ctx, shape)
-    copy_to(ctx, x, ctx.output(0, shape=shape))
+    _copy_or_empty(ctx, x, shape)
 
 
-@lowering("Squeeze", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+@lowering("Squeeze", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA, zero_size_inputs=True)
 def lower_squeeze(node: NodeView, ctx: LowerContext) -> None:
     """Squeeze (axes attribute < 13, input >= 13; none = every size-1 dim) -> RESHAPE."""
     x = ctx.input(0)
@@ -233,10 +258,10 @@ def lower_squeeze(node: NodeView, ctx: LowerContext) -> None:
             raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
                            f"cannot squeeze axes {sorted(bad)} of shape {list(x.shape)}: size is not 1")
     shape = tuple(d for i, d in enumerate(x.shape) if i not in drop)
-    copy_to(ctx, x, ctx.output(0, shape=shape))
+    _copy_or_empty(ctx, x, shape)
 
 
-@lowering("Unsqueeze", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+@lowering("Unsqueeze", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA, zero_size_inputs=True)
 def lower_unsqueeze(node: NodeView, ctx: LowerContext) -> None:
     """Unsqueeze (axes attribute < 13, input >= 13; negative axes count in the output) -> RESHAPE."""
     x = ctx.input(0)
@@ -250,14 +275,14 @@ def lower_unsqueeze(node: NodeView, ctx: LowerContext) -> None:
     new = set(_axes(ctx, axes, rank))
     dims = iter(x.shape)
     shape = tuple(1 if i in new else next(dims) for i in range(rank))
-    copy_to(ctx, x, ctx.output(0, shape=shape))
+    _copy_or_empty(ctx, x, shape)
 
 
-@lowering("Identity", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA)
+@lowering("Identity", since=1, onnx_dtypes=ONNX_ALL, dtypes=RESHAPE_DATA, verified=RESHAPE_DATA, zero_size_inputs=True)
 def lower_identity(node: NodeView, ctx: LowerContext) -> None:
     """Identity (kept by the frontend only when it feeds a graph output) -> a RESHAPE copy."""
     x = ctx.input(0)
-    copy_to(ctx, x, ctx.output(0, shape=x.shape, dtype=x.dtype))
+    _copy_or_empty(ctx, x, x.shape)
 
 
 # -- Dropout (inference) -------------------------------------------------------------------------
@@ -285,7 +310,8 @@ def _dropout_is_inference(node: NodeView, ctx: LowerContext) -> None:
                        "training_mode=true with a ratio that is not a constant 0 drops random elements")
 
 
-@lowering("Dropout", since=1, onnx_dtypes=FLOAT_TYPES, dtypes=("float32",), verified=("float32",))
+@lowering("Dropout", since=1, onnx_dtypes=FLOAT_TYPES, dtypes=("float32",), verified=("float32",),
+          zero_size_inputs=True)
 def lower_dropout(node: NodeView, ctx: LowerContext) -> None:
     """Dropout at inference (or training with ratio 0): a copy of the input; mask = all true (FILL).
 
@@ -293,7 +319,7 @@ def lower_dropout(node: NodeView, ctx: LowerContext) -> None:
     """
     _dropout_is_inference(node, ctx)
     x = ctx.input(0)
-    copy_to(ctx, x, ctx.output(0, shape=x.shape, dtype=x.dtype))
+    _copy_or_empty(ctx, x, x.shape)
     if len(node.outputs) < 2 or not node.outputs[1]:
         return
     if node.opset < 12:
@@ -303,6 +329,9 @@ def lower_dropout(node: NodeView, ctx: LowerContext) -> None:
                        "inference value (ONNX Runtime gives zeros, the ONNX reference ones)")
     dtype = np.dtype(np.bool_)
     ones = np.ones((), dtype)
+    if is_empty(x.shape):
+        set_empty_output(ctx, 1, x.shape, dtype)
+        return
     if x.rank == 0:
         ctx.graph.values[node.outputs[1]] = ctx.new_const(ones, hint="mask")
         return
@@ -311,7 +340,7 @@ def lower_dropout(node: NodeView, ctx: LowerContext) -> None:
 
 
 # -- Transpose / Concat ------------------------------------------------------------------------
-@lowering("Transpose", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+@lowering("Transpose", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
 def lower_transpose(node: NodeView, ctx: LowerContext) -> None:
     """Transpose (perm, default reversed) -> TRANSPOSE (rank <= 6)."""
     x = ctx.input(0)
@@ -323,10 +352,13 @@ def lower_transpose(node: NodeView, ctx: LowerContext) -> None:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
                        f"rank {x.rank} > {_MAX_RANK_TRANSPOSE}: LiteRT TRANSPOSE supports at most 6 dims")
     shape = tuple(x.shape[p] for p in perm)
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, x.dtype)
+        return
     ctx.transpose(x, tuple(perm), out=ctx.output(0, shape=shape))
 
 
-@lowering("Concat", since=4, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+@lowering("Concat", since=4, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
 def lower_concat(node: NodeView, ctx: LowerContext) -> None:
     """Concat (axis, negative allowed) -> CONCATENATION; rank > 6 goes through 3-D reshapes."""
     xs = [ctx.input(i) for i in range(len(node.inputs)) if ctx.has_input(i)]
@@ -336,7 +368,9 @@ def lower_concat(node: NodeView, ctx: LowerContext) -> None:
     axis = _axis(ctx, node.attr("axis", 1 if node.opset < 4 else 0), rank)
     shape = list(xs[0].shape)
     shape[axis] = sum(x.shape[axis] for x in xs)
-    _require_nonempty(ctx, shape)
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, xs[0].dtype)
+        return
     out = ctx.output(0, shape=tuple(shape))
     xs = [x for x in xs if x.shape[axis] > 0]  # empty pieces contribute nothing
     if len(xs) == 1:
@@ -401,18 +435,24 @@ _SPLIT_REFUSES = {"bool", "float16"}  # the builtin SPLIT kernel refuses float16
 _SPLIT_V_REFUSES = {"bool", "float16"}
 
 
-@lowering("Split", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+@lowering("Split", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
 def lower_split(node: NodeView, ctx: LowerContext) -> None:
     """Split (split attr < 13, input >= 13, num_outputs >= 18, equal default) -> SPLIT / SPLIT_V."""
     x = ctx.input(0)
     axis = _axis(ctx, node.attr("axis", 0), x.rank)
-    sizes = split_sizes(node, ctx, x.shape[axis])
-    outs = []
-    for i, size in enumerate(sizes):
+    all_sizes = split_sizes(node, ctx, x.shape[axis])
+    outs, sizes = [], []
+    for i, size in enumerate(all_sizes):
         shape = list(x.shape)
         shape[axis] = size
-        _require_nonempty(ctx, shape, f"output {i}")
+        if is_empty(shape):  # an empty chunk has no values (and takes no room along the axis)
+            if node.outputs[i]:
+                set_empty_output(ctx, i, shape, x.dtype)
+            continue
+        sizes.append(size)
         outs.append(ctx.output(i, shape=tuple(shape)) if node.outputs[i] else ctx.tmp(tuple(shape), x.dtype, "unused"))
+    if not outs:
+        return
     if len(outs) == 1:
         copy_to(ctx, x, outs[0])
         return
@@ -511,13 +551,20 @@ def _slice_runtime(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
     end of -1 ('past index 0') is written -1 - d, which LiteRT's kernel maps back to -1. Axes not
     named keep begin 0, end d, stride 1. The output shape is the node's static output shape.
     """
-    if x.dtype.name not in _RUNTIME_DATA:
-        raise ctx.fail(Reason.UNSUPPORTED_DTYPE,
-                       f"a run-time Slice of {x.dtype.name} is not supported (verified: {', '.join(_RUNTIME_DATA)})")
     if x.rank == 0:
         raise ctx.fail(Reason.INVALID_MODEL, "Slice needs an input of rank >= 1")
     out_shape = _implied_shape(ctx, "starts / ends / axes / steps")
-    _require_nonempty(ctx, out_shape)
+    if len(out_shape) != x.rank:
+        raise ctx.fail(Reason.INVALID_MODEL, "the output rank differs from the input rank")
+    if is_empty(out_shape):  # no values to compute, whatever the run-time parameters are
+        set_empty_output(ctx, 0, out_shape, x.dtype)
+        return
+    if ctx.input(1).size == 0:  # no axis is sliced: the output is the input
+        _copy_or_empty(ctx, x, x.shape)
+        return
+    if x.dtype.name not in _RUNTIME_DATA:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE,
+                       f"a run-time Slice of {x.dtype.name} is not supported (verified: {', '.join(_RUNTIME_DATA)})")
     starts = _runtime_int32(ctx, 1, "starts")
     ends = _runtime_int32(ctx, 2, "ends")
     n = starts.size
@@ -556,7 +603,7 @@ def _slice_runtime(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
 
 
 # -- Slice ---------------------------------------------------------------------------------------
-@lowering("Slice", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+@lowering("Slice", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
 def lower_slice(node: NodeView, ctx: LowerContext) -> None:
     """Slice (attributes < 10, inputs >= 10; negative, clamped and reversed ranges) -> STRIDED_SLICE."""
     x = ctx.input(0)
@@ -587,7 +634,9 @@ def lower_slice(node: NodeView, ctx: LowerContext) -> None:
         if e2 == -1:  # 'past index 0' is not expressible as an index: mask the end instead
             end_mask |= 1 << a
             end[a] = 0
-    _require_nonempty(ctx, shape)
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, x.dtype)
+        return
     strided_slice(ctx, x, begin, end, strides, end_mask, out=ctx.output(0, shape=tuple(shape)))
 
 
@@ -624,7 +673,7 @@ def _crop(ctx: LowerContext, x: Tensor, pads: list[tuple[int, int]]) -> Tensor:
     return strided_slice(ctx, x, begin, end, [1] * x.rank)
 
 
-@lowering("Pad", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+@lowering("Pad", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
 def lower_pad(node: NodeView, ctx: LowerContext) -> None:
     """Pad: constant -> PAD / PADV2, reflect -> MIRROR_PAD, edge / wrap -> GATHER per axis.
 
@@ -637,7 +686,14 @@ def lower_pad(node: NodeView, ctx: LowerContext) -> None:
         return
     pads, mode = _pad_params(node, ctx, x.rank)
     shape = tuple(d + b + e for d, (b, e) in zip(x.shape, pads))
-    _require_nonempty(ctx, shape)
+    if any(d < 0 for d in shape):
+        raise ctx.fail(Reason.INVALID_MODEL, f"pads {pads} crop more than the input shape {list(x.shape)}")
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, x.dtype)
+        return
+    if is_empty(x.shape):
+        _pad_empty_input(node, ctx, x, shape, mode)
+        return
     out = ctx.output(0, shape=shape)
     if all(b == 0 and e == 0 for b, e in pads):
         copy_to(ctx, x, out)
@@ -679,6 +735,18 @@ def lower_pad(node: NodeView, ctx: LowerContext) -> None:
         ctx.emit("PADV2", [y, paddings, value], [out])
 
 
+def _pad_empty_input(node: NodeView, ctx: LowerContext, x: Tensor, shape: tuple[int, ...], mode: str) -> None:
+    """Constant-mode padding of an empty input: every output element is the (constant) pad value."""
+    if mode != "constant":
+        raise ctx.fail(Reason.INVALID_MODEL, f"Pad mode '{mode}' has no input values to pad an empty input with")
+    value = _pad_value(node, ctx, x)
+    if value is not None and not value.is_const:
+        raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
+                       "padding an empty input needs a constant pad value (the whole output is that value)")
+    fill = np.zeros((), x.dtype) if value is None else np.asarray(value.data, x.dtype).reshape(())
+    ctx.graph.values[node.outputs[0]] = ctx.new_const(np.full(shape, fill, x.dtype), hint="padded")
+
+
 def _pad_runtime(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
     """Pad with run-time pads (and axes): one GATHER per padded axis with run-time source indices.
 
@@ -691,15 +759,18 @@ def _pad_runtime(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
     known = ("constant", "reflect", "edge") + (("wrap",) if node.opset >= 19 else ())
     if mode not in known:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Pad mode '{mode}' is not supported")
+    out_shape = _implied_shape(ctx, "the pads input")
+    if len(out_shape) != x.rank:
+        raise ctx.fail(Reason.INVALID_MODEL, "the output rank differs from the input rank")
+    if is_empty(out_shape):  # no values to compute, whatever the run-time pads are
+        set_empty_output(ctx, 0, out_shape, x.dtype)
+        return
+    _require_nonempty(ctx, x.shape, "the input (with run-time pads)")
     if x.dtype.name not in _RUNTIME_DATA:
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE,
                        f"run-time pads for {x.dtype.name} are not supported (verified: {', '.join(_RUNTIME_DATA)})")
     if x.rank == 0:
         raise ctx.fail(Reason.INVALID_MODEL, "Pad needs an input of rank >= 1")
-    out_shape = _implied_shape(ctx, "the pads input")
-    _require_nonempty(ctx, out_shape)
-    if len(out_shape) != x.rank:
-        raise ctx.fail(Reason.INVALID_MODEL, "the output rank differs from the input rank")
     pads = _runtime_int32(ctx, 1, "pads")
     if pads.size % 2:
         raise ctx.fail(Reason.INVALID_MODEL, f"pads has an odd length {pads.size}")
@@ -826,7 +897,7 @@ def _pad_by_gather(ctx: LowerContext, x: Tensor, pads: list[tuple[int, int]], mo
 
 
 # -- Gather --------------------------------------------------------------------------------------
-@lowering("Gather", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+@lowering("Gather", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
 def lower_gather(node: NodeView, ctx: LowerContext) -> None:
     """Gather (axis may be negative) -> GATHER; negative indices are normalized.
 
@@ -838,9 +909,13 @@ def lower_gather(node: NodeView, ctx: LowerContext) -> None:
     axis = _axis(ctx, node.attr("axis", 0), x.rank)
     dim = x.shape[axis]
     shape = x.shape[:axis] + idx.shape + x.shape[axis + 1:]
-    _require_nonempty(ctx, shape)
     if idx.dtype.name not in ("int32", "int64"):
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"indices dtype {idx.dtype.name} is not int32/int64")
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, x.dtype)
+        return
+    if dim == 0:
+        raise ctx.fail(Reason.INVALID_MODEL, f"indices into axis {axis} of size 0 are out of range")
     if idx.is_const:
         values = np.asarray(idx.data).astype(np.int64)
         if values.size and (values.min() < -dim or values.max() >= dim):
@@ -853,7 +928,7 @@ def lower_gather(node: NodeView, ctx: LowerContext) -> None:
 
 
 # -- Shape / Size / ConstantOfShape / Constant --------------------------------------------------
-@lowering("Shape", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+@lowering("Shape", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
 def lower_shape(node: NodeView, ctx: LowerContext) -> None:
     """Shape (start/end from opset 15) -> SHAPE (+ STRIDED_SLICE for a sub-range)."""
     x = ctx.input(0)
@@ -863,7 +938,12 @@ def lower_shape(node: NodeView, ctx: LowerContext) -> None:
         end = int(node.attr("end", x.rank))
         start = min(max(start + x.rank if start < 0 else start, 0), x.rank)
         end = min(max(end + x.rank if end < 0 else end, 0), x.rank)
-    _require_nonempty(ctx, (max(end - start, 0),))
+    if end <= start:
+        set_empty_output(ctx, 0, (0,), np.int64)
+        return
+    if is_empty(x.shape):  # keep the zero-sized tensor away from SHAPE: its shape is static anyway
+        ctx.graph.values[node.outputs[0]] = ctx.new_const(np.array(x.shape[start:end], np.int64), hint="shape")
+        return
     out = ctx.output(0, shape=(end - start,), dtype=np.int64)
     if (start, end) == (0, x.rank):
         ctx.emit("SHAPE", [x], [out], outType="INT64")
@@ -872,12 +952,12 @@ def lower_shape(node: NodeView, ctx: LowerContext) -> None:
     strided_slice(ctx, full, [start], [end], [1], out=out)
 
 
-@lowering("Size", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA)
+@lowering("Size", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
 def lower_size(node: NodeView, ctx: LowerContext) -> None:
     """Size -> SHAPE + REDUCE_PROD (a rank-0 input is the constant 1)."""
     x = ctx.input(0)
-    if x.rank == 0:
-        ctx.graph.values[node.outputs[0]] = ctx.new_const(np.array(1, np.int64), hint="size")
+    if x.rank == 0 or is_empty(x.shape):  # static: 1 for a scalar, 0 for a zero-sized tensor
+        ctx.graph.values[node.outputs[0]] = ctx.new_const(np.array(x.size, np.int64), hint="size")
         return
     full = ctx.emit1("SHAPE", [x], (x.rank,), np.int64, "shape", outType="INT64")
     ctx.emit("REDUCE_PROD", [full, ctx.new_const(np.array([0], np.int32), hint="axis")],
@@ -889,7 +969,7 @@ _FILL_DTYPES = DATA
 
 
 @lowering("ConstantOfShape", since=9, onnx_dtypes=ONNX_ALL, dtypes=_FILL_DTYPES, verified=_FILL_DTYPES,
-          dtype_input=None)
+          dtype_input=None, zero_size_inputs=True)
 def lower_constant_of_shape(node: NodeView, ctx: LowerContext) -> None:
     """ConstantOfShape (value attribute, default float32 0) -> FILL."""
     proto = node.attr("value")
@@ -907,7 +987,11 @@ def lower_constant_of_shape(node: NodeView, ctx: LowerContext) -> None:
         if shape is None:
             raise ctx.fail(Reason.DYNAMIC_SHAPE_UNSUPPORTED, "the output shape is not known at conversion time")
         dims = ctx.input(0)
-    _require_nonempty(ctx, shape)
+    if any(int(d) < 0 for d in shape):
+        raise ctx.fail(Reason.INVALID_MODEL, f"the shape {list(shape)} has a negative dimension")
+    if is_empty(shape):
+        set_empty_output(ctx, 0, shape, value.dtype)
+        return
     if not shape:  # FILL needs a dims vector; a scalar result is just the value
         ctx.graph.values[node.outputs[0]] = ctx.new_const(value.reshape(()), hint="value")
         return
@@ -915,7 +999,8 @@ def lower_constant_of_shape(node: NodeView, ctx: LowerContext) -> None:
     ctx.emit("FILL", [dims, ctx.new_const(value.reshape(()), hint="value")], [out])
 
 
-@lowering("Constant", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, dtype_input=None)
+@lowering("Constant", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, dtype_input=None,
+          zero_size_inputs=True)
 def lower_constant(node: NodeView, ctx: LowerContext) -> None:
     """Constant: emit nothing, register the value (a graph output gets the driver's copy)."""
     value = constant_value(node)

@@ -1,0 +1,291 @@
+"""Exact rewrites of ops the XNNPACK delegate does not take into ops it does.
+
+LiteRT runs a float model on CPU through the XNNPACK delegate; an op XNNPACK refuses runs
+in the builtin kernel and splits the delegated graph in two partitions around it. A few such
+ops cost far more than their own work (a MIRROR_PAD between convolutions made a style
+transfer network 6x slower). Each rewrite here produces the same values from ops XNNPACK
+delegates (checked with the LiteRT interpreter: PAD, SLICE, STRIDED_SLICE with positive
+strides, CONCATENATION of at most 5 inputs, RESHAPE, RELU, MINIMUM, CONV_2D):
+
+* :func:`mirror_pad_to_slices`: MIRROR_PAD (REFLECT / SYMMETRIC) -> one-row SLICEs
+  concatenated around the tensor, axis by axis;
+* :func:`split_relu_0_to_1`: RELU_0_TO_1(x) -> MINIMUM(RELU(x), 1) (the RELU then fuses into
+  its producer);
+* :func:`max_pool_pad_to_zero_pad`: PADV2(lowest) before VALID MAX_POOL_2D -> PAD (zeros)
+  when the padded tensor is a RELU/RELU6/LOGISTIC result (non-negative: a zero never wins
+  over the real values every window holds);
+* :func:`nearest_resize_to_concat`: RESIZE_NEAREST_NEIGHBOR by integer factors without
+  align_corners -> RESHAPE + CONCATENATION copies (each pixel repeated);
+* :func:`split_v_to_slices`: SPLIT_V -> one SLICE per output.
+
+All act on static shapes and on float32 tensors without quantization (the integer paths are
+left to the quantized kernels).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Operator, Subgraph, Tensor
+from .graphutil import Namer, activation, int32_const, is_dynamic, is_plain_float, new_const
+
+# XNNPACK's CONCATENATION takes at most this many inputs.
+_MAX_CONCAT_INPUTS = 5
+# Activations after which a tensor holds no negative value.
+_NON_NEGATIVE_OPS = frozenset({"RELU", "RELU6", "RELU_0_TO_1", "LOGISTIC"})
+_NON_NEGATIVE_FUSED = frozenset({"RELU", "RELU6"})
+
+
+def _static_float(*tensors: Tensor | None) -> bool:
+    return all(t is not None and is_plain_float(t) and not is_dynamic(t) for t in tensors)
+
+
+def _const_ints(t: Tensor | None) -> np.ndarray | None:
+    if t is None or not t.is_const or t.dtype.kind not in "iu":
+        return None
+    return np.asarray(t.data).astype(np.int64)
+
+
+class _Emitter:
+    """Builds replacement ops for one op, inserted at its place in the subgraph."""
+
+    def __init__(self, sg: Subgraph, namer: Namer, origin: str | None, hint: str):
+        self.sg, self.namer, self.origin, self.hint = sg, namer, origin, hint
+        self.ops: list[Operator] = []
+
+    def tensor(self, shape: tuple[int, ...], like: Tensor, suffix: str) -> Tensor:
+        return Tensor(self.namer(f"{self.hint}/{suffix}"), tuple(int(d) for d in shape), like.dtype)
+
+    def emit(self, opcode: str, inputs: list[Tensor], out: Tensor, **options: object) -> Tensor:
+        self.ops.append(Operator(opcode, inputs, [out], dict(options), origin=self.origin))
+        return out
+
+    def slice(self, x: Tensor, axis: int, start: int, length: int) -> Tensor:
+        begin = [0] * x.rank
+        size = list(x.shape)
+        begin[axis], size[axis] = start, length
+        out = self.tensor(tuple(size), x, "slice")
+        return self.emit("SLICE", [x, int32_const(self.namer, f"{out.name}/begin", begin),
+                                   int32_const(self.namer, f"{out.name}/size", size)], out)
+
+    def reshape(self, x: Tensor, shape: tuple[int, ...], out: Tensor | None = None) -> Tensor:
+        out = out or self.tensor(shape, x, "reshape")
+        return self.emit("RESHAPE", [x, int32_const(self.namer, f"{out.name}/shape", shape)], out)
+
+    def concat(self, parts: list[Tensor], axis: int, out: Tensor | None = None) -> Tensor:
+        """CONCATENATION of ``parts`` along ``axis``, nested so no op takes more than 5 inputs."""
+        if len(parts) == 1 and out is None:
+            return parts[0]
+        while len(parts) > _MAX_CONCAT_INPUTS:
+            chunks = [parts[i:i + _MAX_CONCAT_INPUTS] for i in range(0, len(parts), _MAX_CONCAT_INPUTS)]
+            parts = [self.concat(c, axis) for c in chunks]
+        shape = list(parts[0].shape)
+        shape[axis] = sum(p.shape[axis] for p in parts)
+        out = out or self.tensor(tuple(shape), parts[0], "concat")
+        return self.emit("CONCATENATION", list(parts), out, axis=axis, fusedActivationFunction="NONE")
+
+    def replace(self, op: Operator) -> None:
+        i = self.sg.operators.index(op)
+        self.sg.operators[i:i + 1] = self.ops
+
+
+# -- MIRROR_PAD ------------------------------------------------------------------------------------
+
+def mirror_pad_pieces(size: int, before: int, after: int, mode: str) -> tuple[list[int], list[int]] | None:
+    """Source indices of the rows MIRROR_PAD puts before and after an axis of ``size`` rows."""
+    shift = 1 if mode == "REFLECT" else 0
+    limit = size - shift
+    if before > limit or after > limit or before < 0 or after < 0:
+        return None
+    head = [k - 1 + shift for k in range(before, 0, -1)]
+    tail = [size - k - shift for k in range(1, after + 1)]
+    return head, tail
+
+
+def mirror_pad_to_slices(sg: Subgraph) -> bool:
+    """MIRROR_PAD -> one-row SLICEs concatenated before and after the tensor, one axis at a time."""
+    namer = Namer(sg)
+    changed = False
+    for op in list(sg.operators):
+        if op.opcode != "MIRROR_PAD" or len(op.inputs) < 2 or not _static_float(op.inputs[0], op.outputs[0]):
+            continue
+        x, out = op.inputs[0], op.outputs[0]
+        pads = _const_ints(op.inputs[1])
+        mode = op.options.get("mode", "REFLECT")
+        mode = {0: "REFLECT", 1: "SYMMETRIC"}.get(mode, mode) if isinstance(mode, int) else str(mode)
+        if pads is None or pads.shape != (x.rank, 2) or mode not in ("REFLECT", "SYMMETRIC"):
+            continue
+        plans = [mirror_pad_pieces(x.shape[a], int(pads[a, 0]), int(pads[a, 1]), mode) for a in range(x.rank)]
+        if any(p is None for p in plans):
+            continue
+        padded_axes = [a for a in range(x.rank) if pads[a].any()]
+        if not padded_axes:
+            continue
+        e = _Emitter(sg, namer, op.origin, out.name)
+        y = x
+        for n, axis in enumerate(padded_axes):
+            head, tail = plans[axis]
+            pieces = [e.slice(y, axis, i, 1) for i in head] + [y] + [e.slice(y, axis, i, 1) for i in tail]
+            # Keep the middle tensor whole: nest only the one-row pieces on each side.
+            left = e.concat(pieces[:len(head)], axis) if len(head) > 1 else None
+            right = e.concat(pieces[len(head) + 1:], axis) if len(tail) > 1 else None
+            parts = ([left] if left is not None else pieces[:len(head)]) + [y] + \
+                ([right] if right is not None else pieces[len(head) + 1:])
+            y = e.concat(parts, axis, out=out if n == len(padded_axes) - 1 else None)
+        e.replace(op)
+        changed = True
+    return changed
+
+
+# -- RELU_0_TO_1 -----------------------------------------------------------------------------------
+
+def split_relu_0_to_1(sg: Subgraph) -> bool:
+    """RELU_0_TO_1(x) -> MINIMUM(RELU(x), 1): the same clamp from two delegated ops."""
+    namer = Namer(sg)
+    changed = False
+    for op in list(sg.operators):
+        if op.opcode != "RELU_0_TO_1" or len(op.inputs) != 1 or not _static_float(op.inputs[0], op.outputs[0]):
+            continue
+        x, out = op.inputs[0], op.outputs[0]
+        e = _Emitter(sg, namer, op.origin, out.name)
+        r = e.emit("RELU", [x], e.tensor(x.shape, x, "relu"))
+        e.emit("MINIMUM", [r, new_const(namer(f"{out.name}/one"), np.float32(1.0), np.float32)], out)
+        e.replace(op)
+        changed = True
+    return changed
+
+
+# -- PADV2 before MAX_POOL_2D ----------------------------------------------------------------------
+
+def _non_negative(sg: Subgraph, t: Tensor) -> bool:
+    producer = next((p for p in sg.operators if any(o is t for o in p.outputs)), None)
+    if producer is None:
+        return False
+    return producer.opcode in _NON_NEGATIVE_OPS or (
+        len(producer.outputs) == 1 and "fusedActivationFunction" in producer.options
+        and activation(producer) in _NON_NEGATIVE_FUSED)
+
+
+def _windows_see_data(size: int, before: int, after: int, kernel: int, stride: int) -> bool:
+    """Every VALID window over the padded axis overlaps the ``size`` real rows."""
+    total = size + before + after
+    if kernel > total or stride < 1:
+        return False
+    last_start = (total - kernel) // stride * stride
+    return before <= kernel - 1 and last_start <= before + size - 1
+
+
+def max_pool_pad_to_zero_pad(sg: Subgraph) -> bool:
+    """PADV2(x, lowest) -> PAD(x) when x >= 0 and only VALID MAX_POOL_2D windows read it."""
+    changed = False
+    consumers = sg.consumers()
+    lowest = float(np.finfo(np.float32).min)
+    for op in list(sg.operators):
+        if op.opcode != "PADV2" or len(op.inputs) < 3 or not _static_float(op.inputs[0], op.outputs[0]):
+            continue
+        x, padded, value = op.inputs[0], op.outputs[0], op.inputs[2]
+        pads = _const_ints(op.inputs[1])
+        if value is None or not value.is_const or value.data.size != 1 or float(value.data.reshape(-1)[0]) > lowest:
+            continue
+        if pads is None or x.rank != 4 or pads.shape != (4, 2) or pads[0].any() or pads[3].any():
+            continue
+        users = consumers.get(padded, [])
+        if not users or any(t is padded for t in sg.outputs) or not all(
+                u.opcode == "MAX_POOL_2D" and u.inputs[0] is padded and u.options.get("padding") in ("VALID", 1)
+                and _windows_see_data(x.shape[1], int(pads[1, 0]), int(pads[1, 1]),
+                                      int(u.options.get("filterHeight", 1)), int(u.options.get("strideH", 1)))
+                and _windows_see_data(x.shape[2], int(pads[2, 0]), int(pads[2, 1]),
+                                      int(u.options.get("filterWidth", 1)), int(u.options.get("strideW", 1)))
+                for u in users):
+            continue
+        if not _non_negative(sg, x):
+            continue
+        op.opcode, op.inputs, op.options = "PAD", [x, op.inputs[1]], {}
+        changed = True
+    return changed
+
+
+# -- RESIZE_NEAREST_NEIGHBOR -----------------------------------------------------------------------
+
+def nearest_resize_to_concat(sg: Subgraph) -> bool:
+    """RESIZE_NEAREST_NEIGHBOR by integer factors (no align_corners) -> pixels repeated by CONCATENATION.
+
+    Without align_corners, output row ``r`` of an ``s``-times taller image reads row
+    ``floor(r / s)`` (and ``floor((r + 0.5) / s)``, the same row, with half-pixel centers):
+    every row repeated ``s`` times. Along W: (N, H, W, 1, C) concatenated ``s`` times on axis
+    3 is (N, H, W*s, C); along H: (N, H, 1, W*s*C) concatenated on axis 2.
+    """
+    namer = Namer(sg)
+    changed = False
+    for op in list(sg.operators):
+        if op.opcode != "RESIZE_NEAREST_NEIGHBOR" or not _static_float(op.inputs[0], op.outputs[0]):
+            continue
+        if op.options.get("alignCorners", False):
+            continue
+        x, out = op.inputs[0], op.outputs[0]
+        if x.rank != 4 or out.rank != 4 or out.shape[0] != x.shape[0] or out.shape[3] != x.shape[3]:
+            continue
+        n, h, w, c = x.shape
+        oh, ow = out.shape[1], out.shape[2]
+        if oh % h or ow % w:
+            continue
+        sh, sw = oh // h, ow // w
+        if sh > _MAX_CONCAT_INPUTS or sw > _MAX_CONCAT_INPUTS:
+            continue
+        e = _Emitter(sg, namer, op.origin, out.name)
+        y = x
+        if sw > 1:
+            r = e.reshape(y, (n, h, w, 1, c))
+            y = e.concat([r] * sw, 3)
+            y = e.reshape(y, (n, h, ow, c), out=out if sh == 1 else None)
+        if sh > 1:
+            r = e.reshape(y, (n, h, 1, ow * c))
+            y = e.concat([r] * sh, 2)
+            e.reshape(y, (n, oh, ow, c), out=out)
+        if sh == 1 and sw == 1:
+            e.reshape(x, out.shape, out=out)
+        e.replace(op)
+        changed = True
+    return changed
+
+
+# -- SPLIT_V ---------------------------------------------------------------------------------------
+
+def split_v_to_slices(sg: Subgraph) -> bool:
+    """SPLIT_V -> one SLICE per output (same values; XNNPACK delegates SLICE, not SPLIT_V)."""
+    namer = Namer(sg)
+    changed = False
+    for op in list(sg.operators):
+        if op.opcode != "SPLIT_V" or len(op.inputs) < 3 or not _static_float(op.inputs[0], *op.outputs):
+            continue
+        x = op.inputs[0]
+        axis_value = _const_ints(op.inputs[2])
+        if axis_value is None or axis_value.size != 1:
+            continue
+        axis = int(axis_value.reshape(-1)[0])
+        axis = axis + x.rank if axis < 0 else axis
+        if not 0 <= axis < x.rank or sum(o.shape[axis] for o in op.outputs) != x.shape[axis]:
+            continue
+        e = _Emitter(sg, namer, op.origin, op.outputs[0].name)
+        start = 0
+        for o in op.outputs:
+            begin = [0] * x.rank
+            begin[axis] = start
+            e.emit("SLICE", [x, int32_const(namer, f"{o.name}/begin", begin),
+                             int32_const(namer, f"{o.name}/size", o.shape)], o)
+            start += o.shape[axis]
+        e.replace(op)
+        changed = True
+    return changed
+
+
+def delegate_friendly(sg: Subgraph) -> bool:
+    """Run every rewrite of this module; True when one changed the graph."""
+    changed = False
+    for rewrite in (mirror_pad_to_slices, split_relu_0_to_1, max_pool_pad_to_zero_pad, nearest_resize_to_concat,
+                    split_v_to_slices):
+        changed |= rewrite(sg)
+    return changed
+
+
+__all__ = ["delegate_friendly", "max_pool_pad_to_zero_pad", "mirror_pad_pieces", "mirror_pad_to_slices",
+           "nearest_resize_to_concat", "split_relu_0_to_1", "split_v_to_slices"]
