@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, TextIO
 
@@ -416,7 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         opts = options_from_args(args)
-        with _filtered_stderr(not verbose):
+        with _filtered_stderr(not verbose), warnings.catch_warnings():
+            # The summary prints result.warnings; the same notes as Python warnings would print twice.
+            warnings.simplefilter("ignore", UserWarning)
             result = run_conversion(args.input_onnx_file_path, opts)
     except ConversionError as exc:
         if verbose:
