@@ -67,19 +67,27 @@ def test_batchnorm_runtime_params(opset):
     check_model(model, feeds)
 
 
-def test_batchnorm_training_mode_fails():
-    shape = [2, 3, 2, 2]
-    model = single_op_model("BatchNormalization", [("x", F32, shape)], shape, initializers=_bn_params([3]),
-                            opset=15, training_mode=1)
-    expect_failure(model, "unsupported_attribute_value")
+@pytest.mark.parametrize("shape", [[4, 3], [2, 3, 5], [2, 3, 4, 5], [2, 3, 2, 3, 2]], ids=lambda s: f"rank{len(s)}")
+@pytest.mark.parametrize("opset", [14, 15])
+def test_batchnorm_training_mode(opset, shape):
+    # Batch statistics normalize Y; outputs 1/2 are the updated running mean / variance (ONNX
+    # requires all three outputs in training mode).
+    outs = ["y", "running_mean", "running_var"]
+    node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], outs, training_mode=1,
+                            epsilon=1e-2, momentum=0.8)
+    model = make_model([node], [("x", F32, shape)] + [(k, F32, [3]) for k in ("scale", "bias", "mean", "var")],
+                       [("y", F32, shape)] + [(o, F32, [3]) for o in outs[1:]], opset=opset)
+    feeds = random_inputs(model)
+    feeds.update(_bn_params([3]))
+    check_model(model, feeds)
 
 
-@pytest.mark.parametrize("opset,n_out", [(9, 5), (15, 3)])
+@pytest.mark.parametrize("opset,n_out", [(9, 5), (13, 3)])
 def test_batchnorm_extra_outputs_fail(opset, n_out):
+    # Before opset 14 the extra outputs are training outputs with other semantics (saved statistics).
     shape = [2, 3, 2, 2]
-    attrs = {"training_mode": 1} if opset >= 14 else {}
     node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"],
-                            ["y"] + [f"o{i}" for i in range(1, n_out)], **attrs)
+                            ["y"] + [f"o{i}" for i in range(1, n_out)])
     outs = [("y", F32, shape)] + [(f"o{i}", F32, [3]) for i in range(1, n_out)]
     model = make_model([node], [("x", F32, shape)], outs, _bn_params([3]), opset)
     expect_failure(model, "unsupported_attribute_value")

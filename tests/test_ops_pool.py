@@ -95,8 +95,20 @@ def test_max_pool_indices_output_rejected():
     expect_failure(model, "unsupported_attribute_value")
 
 
-def test_max_pool_3d_rejected():
-    expect_failure(_pool_model("MaxPool", [4, 4, 4], dict(kernel_shape=[2, 2, 2])), "unsupported_attribute_value")
+POOL3D_CASES = {
+    "k2": ([4, 4, 4], dict(kernel_shape=[2, 2, 2])),
+    "k3s2_pads": ([5, 6, 5], dict(kernel_shape=[3, 3, 2], strides=[2, 2, 1], pads=[1, 0, 1, 1, 1, 0])),
+    "same_upper": ([4, 5, 3], dict(kernel_shape=[3, 2, 2], strides=[2, 1, 2], auto_pad="SAME_UPPER")),
+    "ceil": ([5, 6, 6], dict(kernel_shape=[2, 3, 3], strides=[2, 2, 2], ceil_mode=1)),
+    "dilated": ([6, 5, 7], dict(kernel_shape=[2, 2, 3], dilations=[2, 1, 2], pads=[1, 0, 1, 1, 1, 0])),
+    "dilated_ceil": ([7, 5, 6], dict(kernel_shape=[2, 2, 2], dilations=[2, 2, 1], strides=[2, 1, 2], ceil_mode=1)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POOL3D_CASES))
+def test_max_pool_3d(case):
+    spatial, attrs = POOL3D_CASES[case]
+    check_model(_pool_model("MaxPool", spatial, attrs, opset=19))
 
 
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
@@ -123,13 +135,23 @@ def test_average_pool_opsets(opset):
     check_model(_pool_model("AveragePool", [6, 5], attrs, opset=opset))
 
 
-def test_average_pool_dilated_rejected():
-    model = _pool_model("AveragePool", [6, 6], dict(kernel_shape=[2, 2], dilations=[2, 2]), opset=19)
-    expect_failure(model, "unsupported_attribute_value")
+@pytest.mark.parametrize("include_pad", [0, 1])
+@pytest.mark.parametrize("case", sorted(DILATED_CASES))
+def test_average_pool_dilated(case, include_pad):
+    # Only the kernel taps count (ONNX reference and ONNX Runtime, opset 19+).
+    spatial, attrs = DILATED_CASES[case]
+    check_model(_pool_model("AveragePool", spatial, dict(attrs, count_include_pad=include_pad), opset=19))
 
 
-def test_average_pool_3d_rejected():
-    expect_failure(_pool_model("AveragePool", [4, 4, 4], dict(kernel_shape=[2, 2, 2])),
+@pytest.mark.parametrize("include_pad", [0, 1])
+@pytest.mark.parametrize("case", sorted(POOL3D_CASES))
+def test_average_pool_3d(case, include_pad):
+    spatial, attrs = POOL3D_CASES[case]
+    check_model(_pool_model("AveragePool", spatial, dict(attrs, count_include_pad=include_pad), opset=19))
+
+
+def test_pool_4d_rejected():
+    expect_failure(_pool_model("MaxPool", [2, 2, 2, 2], dict(kernel_shape=[2, 2, 2, 2])),
                    "unsupported_attribute_value")
 
 

@@ -64,17 +64,16 @@ def test_resize_linear_scales(coord, scales):
 def test_resize_linear_sizes(coord, sizes):
     """Non-integer ratios: exact whenever LiteRT's in/out scale equals ONNX's (sizes input)."""
     model = _resize_model([1, 2, 4, 6], sizes=sizes, mode="linear", coordinate_transformation_mode=coord)
+    result = check_model(model)
     if coord == "pytorch_half_pixel" and 1 in sizes[2:]:
         # A single output row samples pixel 0 in PyTorch mode; no LiteRT mode does that.
-        expect_failure(model, "unsupported_attribute_value")
-        return
-    check_model(model)
+        assert "FULLY_CONNECTED" in _ops(result)
 
 
-def test_resize_linear_non_integer_scale_mismatch_rejected():
+def test_resize_linear_non_integer_scale_uses_matrix():
     """scales=1.5 on 5 rows gives 7 rows sampled at 1/1.5 steps; LiteRT would use 5/7 steps."""
-    model = _resize_model([1, 1, 5, 4], scales=[1, 1, 1.5, 1], mode="linear")
-    expect_failure(model, "unsupported_attribute_value")
+    result = check_model(_resize_model([1, 1, 5, 4], scales=[1, 1, 1.5, 1], mode="linear"))
+    assert "RESIZE_BILINEAR" not in _ops(result) and "FULLY_CONNECTED" in _ops(result)
 
 
 @pytest.mark.parametrize("opset", [10, 11, 13, 18, 19])
@@ -164,9 +163,10 @@ def test_resize_nearest_rounding_tie_rejected():
 # --- rejected ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs", [
-    dict(scales=[1, 1, 2, 2], mode="cubic"),
-    dict(scales=[1, 1, 0.5, 0.5], mode="linear", antialias=1, opset=18),
-    dict(scales=[1, 1, 2, 2], mode="linear", coordinate_transformation_mode="tf_crop_and_resize"),
+    dict(scales=[1, 1, 2, 2], mode="nearest", coordinate_transformation_mode="tf_crop_and_resize"),
+    dict(scales=[1, 1, 0.6, 1], mode="linear", coordinate_transformation_mode="align_corners"),
+    dict(scales=[1, 1, 0.6, 1], mode="cubic", coordinate_transformation_mode="align_corners"),
+    dict(sizes=[1, 2, 1, 3], mode="cubic", coordinate_transformation_mode="pytorch_half_pixel"),
     dict(scales=[1, 2, 2, 2], mode="nearest"),
     dict(scales=[2, 1, 2, 2], mode="nearest"),
     dict(sizes=[1, 2, 2, 2, 2], mode="nearest"),

@@ -74,14 +74,23 @@ def fold_batchnorm(scale: np.ndarray, bias: np.ndarray, mean: np.ndarray, var: n
 
 @lowering("BatchNormalization", since=7, dtypes=("float32",), verified=("float32",))
 def lower_batch_normalization(node: NodeView, ctx: LowerContext) -> None:
-    """Inference BatchNormalization: y = (x - mean) / sqrt(var + eps) * scale + B."""
-    _bn_check_inference(node, ctx)
+    """BatchNormalization: y = (x - mean) / sqrt(var + eps) * scale + B.
+
+    Inference form with the given statistics; from opset 14, training_mode=1 uses the batch
+    statistics and also yields the running mean / variance (see :func:`_bn_training`).
+    """
+    training = node.opset >= 14 and int(node.attr("training_mode", 0)) != 0
+    if not training:
+        _bn_check_inference(node, ctx)
     _float_params_or_fail(ctx, range(1, 5), "BatchNormalization")
     x = ctx.input(0)
     if x.rank < 2:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "BatchNormalization input must have rank >= 2")
     pshape = _bn_param_shape(node, x.shape, ctx)
     eps = float(node.attr("epsilon", 1e-5))
+    if training:
+        _bn_training(node, ctx, pshape, eps)
+        return
     out = ctx.output(0, x.shape, x.dtype)
     params = [ctx.const(i) for i in range(1, 5)]
     if all(p is not None for p in params):
@@ -100,6 +109,37 @@ def lower_batch_normalization(node: NodeView, ctx: LowerContext) -> None:
     mult = ctx.emit1("MUL", [inv_std, scale], pshape, _F32, "bn_mult", fusedActivationFunction="NONE")
     y = ctx.emit1("MUL", [centered, mult], x.shape, x.dtype, "bn_scaled", fusedActivationFunction="NONE")
     ctx.emit("ADD", [y, bias], [out], fusedActivationFunction="NONE")
+
+
+def _bn_training(node: NodeView, ctx: LowerContext, pshape: tuple[int, ...], eps: float) -> None:
+    """training_mode=1: normalize with the batch mean / population variance over every axis
+    but the channel axis; running_mean / running_var = input * momentum + batch * (1 - momentum)."""
+    x = ctx.input(0)
+    c = x.shape[1]
+    axes = ctx.new_const(np.array([a for a in range(x.rank) if a != 1], np.int32), hint="bn_axes")
+    kshape = (1, c) + (1,) * (x.rank - 2)
+    mean = ctx.emit1("MEAN", [x, axes], kshape, _F32, "bn_batch_mean", keepDims=True)
+    sq = ctx.emit1("SQUARED_DIFFERENCE", [x, mean], x.shape, _F32, "bn_sq")
+    var = ctx.emit1("MEAN", [sq, axes], kshape, _F32, "bn_batch_var", keepDims=True)
+    scale, bias = (_as_param(ctx, i, pshape) for i in (1, 2))
+    centered = ctx.emit1("SUB", [x, mean], x.shape, x.dtype, "bn_centered", fusedActivationFunction="NONE")
+    var_eps = ctx.emit1("ADD", [var, ctx.new_const(np.float32(eps), hint="eps")], kshape, _F32, "bn_var_eps",
+                        fusedActivationFunction="NONE")
+    inv_std = ctx.emit1("RSQRT", [var_eps], kshape, _F32, "bn_inv_std")
+    normed = ctx.emit1("MUL", [centered, inv_std], x.shape, x.dtype, "bn_normed", fusedActivationFunction="NONE")
+    y = ctx.emit1("MUL", [normed, scale], x.shape, x.dtype, "bn_scaled", fusedActivationFunction="NONE")
+    ctx.emit("ADD", [y, bias], [ctx.output(0, x.shape, x.dtype)], fusedActivationFunction="NONE")
+    momentum = float(node.attr("momentum", 0.9))
+    for out_index, batch_stat, in_index in ((1, mean, 3), (2, var, 4)):
+        if len(node.outputs) <= out_index or not node.outputs[out_index]:
+            continue
+        running = ctx.input(in_index)
+        stat = ctx.reshape(batch_stat, running.shape)
+        kept = ctx.emit1("MUL", [running, ctx.new_const(np.float32(momentum), hint="momentum")], running.shape,
+                         _F32, "bn_kept", fusedActivationFunction="NONE")
+        new = ctx.emit1("MUL", [stat, ctx.new_const(np.float32(1.0 - momentum), hint="one_minus_momentum")],
+                        running.shape, _F32, "bn_new", fusedActivationFunction="NONE")
+        ctx.emit("ADD", [kept, new], [ctx.output(out_index, running.shape, _F32)], fusedActivationFunction="NONE")
 
 
 def _as_param(ctx: LowerContext, i: int, shape: tuple[int, ...]) -> Tensor:

@@ -11,8 +11,12 @@ Every ONNX variant is mapped onto them exactly:
   (the dtype's lowest value for max, zero for average) up to exactly the size the output
   windows cover, and a VALID pool runs on it. Average pool then multiplies by a constant
   per-position factor ``window / count`` whenever ONNX divides by another count.
-- Dilated max pool is the maximum of strided slices, one per kernel tap.
-- 1-D pools run as 2-D pools over a height-1 image.
+- Dilated max pool is the maximum of strided slices, one per kernel tap; dilated average
+  pool is their sum times a constant per-position 1 / (number of counted taps).
+- 1-D pools run as 2-D pools over a height-1 image. 3-D pools are separable: a 2-D pool over
+  (H, W) on an (N*D, H, W, C) view, then a 2-D pool over D on an (N, D, Ho*Wo, C) view. That
+  is exact for max (max of maxes) and for average (each pass divides by its own per-axis count;
+  ONNX's count is the product of the per-axis counts).
 """
 from __future__ import annotations
 
@@ -61,6 +65,13 @@ class _Axis:
 
     def counts(self, include_pad: bool) -> np.ndarray:
         """How many elements ONNX Runtime divides each window's sum by (average pool)."""
+        if self.dilation > 1:
+            # Only the kernel taps count (ONNX reference): those inside the input, or inside the
+            # declared padding with count_include_pad.
+            start = np.arange(self.out) * self.stride - self.pad_begin
+            taps = start[:, None] + np.arange(self.kernel)[None, :] * self.dilation
+            lo, hi = (-self.pad_begin, self.size + self.pad_end) if include_pad else (0, self.size)
+            return ((taps >= lo) & (taps < hi)).sum(axis=1).astype(np.float64)
         start = np.arange(self.out) * self.stride - self.pad_begin
         if include_pad:
             # Windows are clipped to the declared padding, not to the ceil-mode extension.
@@ -127,12 +138,24 @@ def _geometry(node: NodeView, ctx: LowerContext, spatial: tuple[int, ...]) -> li
 
 
 def _check_pool_node(node: NodeView, ctx: LowerContext) -> tuple[int, ...]:
-    """Common checks; returns the spatial input shape (1-D or 2-D pools only)."""
+    """Common checks; returns the spatial input shape (1-D, 2-D or 3-D pools)."""
     shape = ctx.in_shape(0)
-    if len(shape) not in (3, 4):
+    if len(shape) not in (3, 4, 5):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
-                       f"{len(shape) - 2}-D pooling: LiteRT has only 2-D pool kernels (1-D and 2-D are supported)")
+                       f"{len(shape) - 2}-D pooling (1-D, 2-D and 3-D are supported)")
     return tuple(shape[2:])
+
+
+def _pool3d(ctx: LowerContext, axes: list[_Axis], pool2d) -> None:
+    """A 3-D pool as a 2-D pool over (H, W) then one over D (``pool2d(x_nhwc, axes_2d)``)."""
+    ad, ah, aw = axes
+    x = ctx.to_channels_last(ctx.input(0))
+    n, d, h, w, c = x.shape
+    y = pool2d(ctx.reshape(x, (n * d, h, w, c)), [ah, aw])
+    flat = ah.out * aw.out
+    y = pool2d(ctx.reshape(y, (n, d, flat, c)), [ad, _Axis(flat, 1, 1, 1, 0, 0, flat)])
+    y = ctx.reshape(y, (n, ad.out, ah.out, aw.out, c))
+    ctx.from_channels_last(y, out=ctx.output(0))
 
 
 def _to_2d(axes: list[_Axis]) -> list[_Axis]:
@@ -201,22 +224,28 @@ def lower_max_pool(node: NodeView, ctx: LowerContext) -> None:
     # storage_order only changes the Indices output, which is rejected above.
     spatial = _check_pool_node(node, ctx)
     rank = len(spatial) + 2
-    axes = _to_2d(_geometry(node, ctx, spatial))
-    x = _nhwc_input(ctx)
+    geometry = _geometry(node, ctx, spatial)
+    if rank == 5:
+        _pool3d(ctx, geometry, lambda x, axes: _max_pool_nhwc(ctx, x, axes))
+        return
+    _finish(ctx, _max_pool_nhwc(ctx, _nhwc_input(ctx), _to_2d(geometry)), rank)
+
+
+def _max_pool_nhwc(ctx: LowerContext, x: Tensor, axes: list[_Axis]) -> Tensor:
+    """Max pool of an NHWC tensor with 2-D geometry ``axes``."""
     dilated = any(a.dilation > 1 and a.kernel > 1 for a in axes)
     if not dilated and _same_fits(axes):
-        y = _pool2d(ctx, "MAX_POOL_2D", x, axes, "SAME")
-    else:
-        if not _valid_after_padding_fits(axes):
-            raise ctx.fail(Reason.INTERNAL_ERROR, "pool window arithmetic mismatch")
-        lowest = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        padded = _pad(ctx, x, axes, lowest)
-        y = _dilated_max(ctx, padded, axes) if dilated else _pool2d(ctx, "MAX_POOL_2D", padded, axes, "VALID")
-    _finish(ctx, y, rank)
+        return _pool2d(ctx, "MAX_POOL_2D", x, axes, "SAME")
+    if not _valid_after_padding_fits(axes):
+        raise ctx.fail(Reason.INTERNAL_ERROR, "pool window arithmetic mismatch")
+    lowest = np.finfo(x.dtype).min if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    padded = _pad(ctx, x, axes, lowest)
+    return _dilated_taps(ctx, padded, axes, "MAXIMUM") if dilated else \
+        _pool2d(ctx, "MAX_POOL_2D", padded, axes, "VALID")
 
 
-def _dilated_max(ctx: LowerContext, x: Tensor, axes: list[_Axis]) -> Tensor:
-    """Max over kernel taps, each tap a strided slice of the padded NHWC input."""
+def _dilated_taps(ctx: LowerContext, x: Tensor, axes: list[_Axis], combine: str) -> Tensor:
+    """MAXIMUM / ADD over kernel taps, each tap a strided slice of the padded NHWC input."""
     h, w = axes
     n, c = x.shape[0], x.shape[3]
     shape = (n, h.out, w.out, c)
@@ -229,7 +258,8 @@ def _dilated_max(ctx: LowerContext, x: Tensor, axes: list[_Axis]) -> Tensor:
             tap = ctx.emit1("STRIDED_SLICE", [x, ctx.new_const(np.array(b, np.int32), hint="begin"),
                                               ctx.new_const(np.array(e, np.int32), hint="end"), strides],
                             shape, x.dtype, "tap")
-            acc = tap if acc is None else ctx.emit1("MAXIMUM", [acc, tap], shape, x.dtype, "max")
+            acc = tap if acc is None else ctx.emit1(combine, [acc, tap], shape, x.dtype, "acc",
+                                                    **({"fusedActivationFunction": "NONE"} if combine == "ADD" else {}))
     assert acc is not None
     return acc
 
@@ -239,25 +269,36 @@ def lower_average_pool(node: NodeView, ctx: LowerContext) -> None:
     """AveragePool (1-D/2-D) -> AVERAGE_POOL_2D SAME, or PAD(0) + VALID (+ MUL count correction)."""
     spatial = _check_pool_node(node, ctx)
     rank = len(spatial) + 2
-    axes = _to_2d(_geometry(node, ctx, spatial))
-    if any(a.dilation > 1 and a.kernel > 1 for a in axes):
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "dilated AveragePool is not supported")
+    geometry = _geometry(node, ctx, spatial)
     include_pad = bool(node.attr("count_include_pad", 0))
-    x = _nhwc_input(ctx)
-    if not include_pad and _same_fits(axes):
+    if rank == 5:
+        _pool3d(ctx, geometry, lambda x, axes: _avg_pool_nhwc(ctx, x, axes, include_pad))
+        return
+    _finish(ctx, _avg_pool_nhwc(ctx, _nhwc_input(ctx), _to_2d(geometry), include_pad), rank)
+
+
+def _avg_pool_nhwc(ctx: LowerContext, x: Tensor, axes: list[_Axis], include_pad: bool) -> Tensor:
+    """Average pool of an NHWC tensor with 2-D geometry ``axes`` (ONNX counts)."""
+    dilated = any(a.dilation > 1 and a.kernel > 1 for a in axes)
+    if not dilated and not include_pad and _same_fits(axes):
         # LiteRT SAME averages over the window's in-bounds elements: count_include_pad=0.
-        y = _pool2d(ctx, "AVERAGE_POOL_2D", x, axes, "SAME")
+        return _pool2d(ctx, "AVERAGE_POOL_2D", x, axes, "SAME")
+    if not _valid_after_padding_fits(axes):
+        raise ctx.fail(Reason.INTERNAL_ERROR, "pool window arithmetic mismatch")
+    h, w = axes
+    padded = _pad(ctx, x, axes, None)
+    if dilated:
+        # Sum of the taps, divided by ONNX's count of taps.
+        y = _dilated_taps(ctx, padded, axes, "ADD")
+        factor = np.outer(1.0 / h.counts(include_pad), 1.0 / w.counts(include_pad))
     else:
-        if not _valid_after_padding_fits(axes):
-            raise ctx.fail(Reason.INTERNAL_ERROR, "pool window arithmetic mismatch")
-        y = _pool2d(ctx, "AVERAGE_POOL_2D", _pad(ctx, x, axes, None), axes, "VALID")
-        h, w = axes
+        y = _pool2d(ctx, "AVERAGE_POOL_2D", padded, axes, "VALID")
         # VALID divides every window by kernel size; ONNX divides by its own count.
         factor = np.outer(h.span / h.counts(include_pad), w.span / w.counts(include_pad))
-        if not np.allclose(factor, 1.0, rtol=0, atol=0):
-            corr = ctx.new_const(factor.reshape(1, h.out, w.out, 1).astype(x.dtype), hint="count_correction")
-            y = ctx.emit1("MUL", [y, corr], y.shape, y.dtype, "avg", fusedActivationFunction="NONE")
-    _finish(ctx, y, rank)
+    if not np.allclose(factor, 1.0, rtol=0, atol=0):
+        corr = ctx.new_const(factor.reshape(1, h.out, w.out, 1).astype(x.dtype), hint="count_correction")
+        y = ctx.emit1("MUL", [y, corr], y.shape, y.dtype, "avg", fusedActivationFunction="NONE")
+    return y
 
 
 def _global_reduce(node: NodeView, ctx: LowerContext, opcode: str) -> None:

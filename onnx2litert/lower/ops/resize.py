@@ -379,12 +379,15 @@ def _emit_matrix_resize(ctx: LowerContext, mats: list[tuple[int, np.ndarray, np.
         y = h if axis == rank - 1 else ctx.transpose(h, tuple(perm), out=out if last else None)
 
 
-@lowering("Resize", since=10)
+# zero_size_inputs: empty roi / scales are the usual placeholders for absent inputs.
+@lowering("Resize", since=10, zero_size_inputs=True)
 def lower_resize(node: NodeView, ctx: LowerContext) -> None:
     """Resize (opset 10+) -> RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR, GATHERs for nearest, or
     per-axis weight matrices (FULLY_CONNECTED) for cubic, antialias and other linear modes."""
     x = ctx.input(0)
     rank = x.rank
+    if 0 in x.shape:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "resizing a zero-sized tensor")
     if node.opset < 11:
         mode = _check_mode(ctx, node.attr("mode", "nearest"))
         if ctx.const(1) is None:
@@ -421,6 +424,14 @@ def lower_resize(node: NodeView, ctx: LowerContext) -> None:
         for a, sc in zip(axes, scales_in.astype(_f32).tolist()):
             scales_full[a] = sc
         dims = _scales_to_dims(ctx, np.array(scales_full, _f32), x.shape)
+        for a in range(rank):
+            if coord_mode in ("align_corners", "tf_crop_and_resize") \
+                    and float(np.float64(x.shape[a]) * np.float64(_f32(scales_full[a]))) != dims[a]:
+                # These modes divide by the resized length: with a fractional in * scale the ONNX
+                # reference uses the fraction, ONNX Runtime the integer output length.
+                raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                               f"{coord_mode} with scale {scales_full[a]} on length {x.shape[a]} (a fractional "
+                               "resized length) is implementation-defined")
     else:
         dims, scales_full, exact = _dims_from_sizes(ctx, axes, policy)
     antialias = node.opset >= 18 and bool(int(node.attr("antialias", 0))) and mode != "nearest"
@@ -521,16 +532,11 @@ def _matrix_resize(ctx: LowerContext, node: NodeView, mode: str, coord_mode: str
         if roi_in.size != 2 * len(axes):
             raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"roi has {roi_in.size} values for {len(axes)} axes")
         roi = {a: (roi_in[i], roi_in[i + len(axes)]) for i, a in enumerate(axes)}
+    if any(dims[a] != x.shape[a] or scales[a] != 1.0 for a in range(min(rank, 2))):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "resizing the batch or channel axis is not supported")
     mats = []
     for a in range(rank):
         in_len, out_len, sc = x.shape[a], dims[a], scales[a]
-        if from_scales and coord_mode in ("align_corners", "tf_crop_and_resize", "half_pixel_symmetric") \
-                and float(np.float64(in_len) * np.float64(_f32(sc))) != out_len:
-            # These modes use the resized length; with a fractional in * scale the ONNX reference
-            # uses the fraction, ONNX Runtime the integer output length.
-            raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
-                           f"{coord_mode} with a scale whose resized length {in_len} * {sc} is fractional "
-                           "is implementation-defined")
         bias = None
         if roi is not None and a in roi:
             found = crop_coords(out_len, in_len, *roi[a])
