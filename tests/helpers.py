@@ -5,7 +5,7 @@ from typing import Iterable
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 import onnx2litert
 from onnx2litert.evaluate import run_onnx, run_tflite

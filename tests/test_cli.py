@@ -360,7 +360,7 @@ def test_readme_documents_every_flag():
     readme = (REPO / "README.md").read_text()
     for action in build_parser()._actions:
         for flag in action.option_strings:
-            assert f"`{flag}" in readme or f"/ `{flag}" in readme or f"`-h`" in readme and flag == "-h", flag
+            assert f"`{flag}" in readme or f"/ `{flag}" in readme or "`-h`" in readme and flag == "-h", flag
 
 
 def test_readme_lists_every_reason_code_and_exit_code():
