@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import onnx2litert
 from onnx2litert.evaluate import run_tflite
-from tests.helpers import _assert_match, check_model, expect_failure, make_model, random_inputs
+from tests.helpers import _assert_match, check_model, expect_failure, make_model, random_inputs, tensor_type
 
 F32 = np.float32
 OPSET = 23
@@ -235,3 +236,235 @@ def test_attention_mode2_float_mask_with_neg_inf(const, causal):
     if not const:
         feeds["attn_mask"] = mask
     check_against_reference(model, feeds)
+
+
+# -- Attention-24 (nonpad_kv_seqlen) and Attention-25 (sliding window) ------------------------------
+def attention_model_v2(q: list, k: list, v: list, *, opset: int, mask: tuple | None = None,
+                       past: tuple | None = None, nonpad: int | np.ndarray | None = None,
+                       outputs: tuple[str, ...] = ("Y",), dtype=F32, **attrs: object):
+    """One Attention-24/25 node. ``nonpad``: the batch size (a graph input) or a constant array."""
+    inputs = [("Q", dtype, q), ("K", dtype, k), ("V", dtype, v)]
+    names = ["Q", "K", "V", "", "", "", ""]
+    inits = {}
+    if mask is not None:
+        names[3] = "attn_mask"
+        inputs.append(("attn_mask", mask[0], list(mask[1])))
+    if past is not None:
+        names[4:6] = ["past_key", "past_value"]
+        inputs += [("past_key", dtype, list(past[0])), ("past_value", dtype, list(past[1]))]
+    if nonpad is not None:
+        names[6] = "nonpad_kv_seqlen"
+        if isinstance(nonpad, np.ndarray):
+            inits["nonpad_kv_seqlen"] = nonpad.astype(np.int64)
+        else:
+            inputs.append(("nonpad_kv_seqlen", np.int64, [nonpad]))
+    while names and not names[-1]:
+        names.pop()
+    node = helper.make_node("Attention", names, list(outputs), **attrs)
+    return make_model([node], inputs, [(o, dtype, None) for o in outputs if o], inits, opset)
+
+
+def _feeds(model, nonpad: list[int] | None = None, seed: int = 7) -> dict[str, np.ndarray]:
+    feeds = random_inputs(model, seed=seed)
+    if nonpad is not None:
+        feeds["nonpad_kv_seqlen"] = np.array(nonpad, np.int64)
+    if "attn_mask" in feeds and feeds["attn_mask"].dtype == np.bool_:
+        feeds["attn_mask"][..., 0] = True
+    return feeds
+
+
+QN, KN = [2, 2, 3, 8], [2, 2, 6, 8]
+
+
+@pytest.mark.parametrize("causal", [0, 1])
+@pytest.mark.parametrize("mask", [None, (np.bool_, [2, 1, 3, 6]), (F32, [3, 6]), (F32, [2, 2, 3, 4])],
+                         ids=["nomask", "bool4d", "float2d", "float_short"])
+def test_attention24_nonpad_runtime(causal, mask):
+    """External-cache padding: keys >= nonpad[b] are masked; causal offset = nonpad[b] - q_len."""
+    model = attention_model_v2(QN, KN, KN, opset=24, mask=mask, nonpad=2, is_causal=causal)
+    feeds = _feeds(model, [4, 6])
+    if mask is not None and mask[1][-1] < KN[2]:
+        check_against_reference(model, feeds)  # ONNX Runtime rejects short masks
+    else:
+        check_model(model, feeds)
+
+
+@pytest.mark.parametrize("q,k,attrs", [([2, 4, 1, 8], [2, 2, 8, 8], {}),  # GQA decode
+                                       ([2, 3, 24], [2, 6, 24], {"q_num_heads": 3, "kv_num_heads": 3})],
+                         ids=["gqa_decode", "3d"])
+def test_attention24_nonpad_gqa_and_3d(q, k, attrs):
+    model = attention_model_v2(q, k, k, opset=24, nonpad=2, is_causal=1, **attrs)
+    check_model(model, _feeds(model, [3, k[-2] if len(k) == 4 else k[1]]))
+
+
+@pytest.mark.parametrize("outputs,mode", [(("Y",), 0), (("Y", "", "", "qk"), 3)], ids=["y", "mode3"])
+def test_attention24_nonpad_fully_masked_rows(outputs, mode):
+    """nonpad < q_len (negative offset) and nonpad = 0 fully mask rows: zeros, not NaN (spec)."""
+    model = attention_model_v2([2, 2, 4, 8], [2, 2, 4, 8], [2, 2, 4, 8], opset=24, nonpad=2, is_causal=1,
+                               outputs=outputs, qk_matmul_output_mode=mode)
+    check_against_reference(model, _feeds(model, [2, 0]))
+
+
+@pytest.mark.parametrize("causal", [0, 1])
+def test_attention24_nonpad_constant(causal):
+    """A constant nonpad_kv_seqlen is folded into the mask at conversion time."""
+    model = attention_model_v2(QN, KN, KN, opset=24, nonpad=np.array([5, 3]), mask=(F32, [3, 6]), is_causal=causal)
+    result = check_model(model, _feeds(model))
+    assert "LESS_EQUAL" not in result.op_counts
+
+
+def test_attention24_without_nonpad_and_with_past():
+    check_model(attention_model_v2(QN, KN, KN, opset=24, past=([2, 2, 3, 8], [2, 2, 3, 8]), is_causal=1,
+                                   outputs=("Y", "present_key", "present_value")))
+
+
+def test_attention24_float16_nonpad():
+    model = attention_model_v2([2, 4, 1, 8], [2, 2, 8, 8], [2, 2, 8, 8], opset=24, nonpad=2, is_causal=1,
+                               dtype=np.float16)
+    check_model(model, _feeds(model, [3, 8]), tol=1e-3)  # float16 outputs: half-precision rounding
+
+
+def test_attention24_nonpad_with_past_fails():
+    model = attention_model_v2(QN, KN, KN, opset=24, nonpad=2, past=([2, 2, 3, 8], [2, 2, 3, 8]))
+    expect_failure(model, "invalid_model")
+
+
+def test_attention24_bfloat16_fails():
+    model = attention_model_v2(QN, KN, KN, opset=24, nonpad=2)
+    for vi in list(model.graph.input)[:3]:
+        vi.type.tensor_type.elem_type = TensorProto.BFLOAT16
+    for vi in model.graph.output:
+        vi.type.tensor_type.elem_type = TensorProto.BFLOAT16
+    expect_failure(model, "unsupported_dtype")
+
+
+@pytest.mark.parametrize("window", [(2, -1), (1, 2), (-1, 1), (0, 0), (-1, -1)],
+                         ids=["left2", "left1_right2", "right1", "diag", "unbounded"])
+@pytest.mark.parametrize("causal", [0, 1])
+def test_attention25_window(window, causal):
+    """Windows alone and composed with is_causal (which still bounds the right side)."""
+    model = attention_model_v2(Q4, K4, V4, opset=25, is_causal=causal, left_window_size=window[0],
+                               right_window_size=window[1])
+    check_against_reference(model, _feeds(model))  # ONNX Runtime has no Attention-25
+
+
+@pytest.mark.parametrize("mask", [(np.bool_, [6]), (F32, [3, 4, 8]), (np.bool_, [2, 1, 4, 8])],
+                         ids=["bool1d", "float_heads", "bool4d"])
+def test_attention25_window_nonpad_mask(mask):
+    model = attention_model_v2([2, 3, 4, 8], [2, 3, 8, 8], [2, 3, 8, 8], opset=25, nonpad=2, is_causal=1,
+                               left_window_size=2, mask=(mask[0], mask[1][:-1] + [8]) if len(mask[1]) > 1 else
+                               (mask[0], [8]))
+    check_against_reference(model, _feeds(model, [5, 8]))
+
+
+def test_attention25_window_right_nonpad_runtime():
+    model = attention_model_v2([2, 3, 4, 8], [2, 3, 8, 8], [2, 3, 8, 8], opset=25, nonpad=2, left_window_size=1,
+                               right_window_size=2)
+    check_against_reference(model, _feeds(model, [3, 8]))
+
+
+def test_attention25_window_with_past_gqa_3d():
+    model = attention_model_v2([2, 4, 32], [2, 2, 8], [2, 2, 6], opset=25, past=([2, 1, 8, 8], [2, 1, 8, 6]),
+                               is_causal=1, left_window_size=2, q_num_heads=4, kv_num_heads=1,
+                               outputs=("Y", "present_key", "present_value"))
+    check_against_reference(model, _feeds(model))
+
+
+def test_attention25_qk_output_mode3_window():
+    model = attention_model_v2([2, 4, 4, 8], [2, 2, 6, 8], [2, 2, 6, 6], opset=25, mask=(np.bool_, [2, 4, 4, 6]),
+                               is_causal=1, left_window_size=2, softcap=2.0, qk_matmul_output_mode=3,
+                               outputs=("Y", "", "", "qk"))
+    check_against_reference(model, _feeds(model))
+
+
+@pytest.mark.parametrize("attrs", [{"q_num_heads": 3}, {"left_window_size": -2}], ids=["heads_4d", "bad_window"])
+def test_attention25_invalid_fails(attrs):
+    expect_failure(attention_model_v2(Q4, K4, V4, opset=25, **attrs), "invalid_model")
+
+
+# -- ai.onnx.preview FlexAttention ------------------------------------------------------------------
+def _mod_graph(name: str, nodes: list, inits: dict[str, np.ndarray] | None = None, io=("s", "s_out"),
+               dtype=F32) -> onnx.GraphProto:
+    """A modifier graph (B, H, L, S) -> same, with symbolic dims like the ONNX backend tests."""
+    dims = ["B", "H", "L", "S"]
+    return helper.make_graph(nodes, name, [helper.make_tensor_value_info(io[0], tensor_type(dtype), dims)],
+                             [helper.make_tensor_value_info(io[1], tensor_type(dtype), dims)],
+                             [numpy_helper.from_array(np.asarray(v), k) for k, v in (inits or {}).items()])
+
+
+def flex_model(q: list, k: list, v: list, dtype=F32, extra_inputs: list | None = None,
+               inits: dict[str, np.ndarray] | None = None, **attrs: object) -> onnx.ModelProto:
+    node = helper.make_node("FlexAttention", ["Q", "K", "V"], ["Y"], domain="ai.onnx.preview", **attrs)
+    inputs = [("Q", dtype, q), ("K", dtype, k), ("V", dtype, v)] + (extra_inputs or [])
+    model = make_model([node], inputs, [("Y", dtype, q[:3] + v[3:])], inits, 26)
+    model.opset_import.append(helper.make_opsetid("ai.onnx.preview", 1))
+    return model
+
+
+_CAUSAL = _mod_graph("causal", [
+    helper.make_node("Shape", ["s"], ["shape"]),
+    helper.make_node("Gather", ["shape", "i2"], ["L"], axis=0),
+    helper.make_node("Gather", ["shape", "i3"], ["S"], axis=0),
+    helper.make_node("Range", ["zero", "L", "one"], ["qr"]),
+    helper.make_node("Reshape", ["qr", "qs"], ["qi"]),
+    helper.make_node("Range", ["zero", "S", "one"], ["kr"]),
+    helper.make_node("Reshape", ["kr", "ks"], ["ki"]),
+    helper.make_node("GreaterOrEqual", ["qi", "ki"], ["mask"]),
+    helper.make_node("Where", ["mask", "s", "ninf"], ["s_out"])],
+    {"zero": np.array(0, np.int64), "one": np.array(1, np.int64), "i2": np.array(2, np.int64),
+     "i3": np.array(3, np.int64), "qs": np.array([1, 1, -1, 1], np.int64), "ks": np.array([1, 1, 1, -1], np.int64),
+     "ninf": np.array(-np.inf, F32)})
+_SOFTCAP = _mod_graph("softcap", [helper.make_node("Div", ["s", "cap"], ["d"]), helper.make_node("Tanh", ["d"], ["t"]),
+                                  helper.make_node("Mul", ["t", "cap"], ["s_out"])], {"cap": np.array(5.0, F32)})
+_PROB_SCALE = _mod_graph("prob", [helper.make_node("Mul", ["s", "half"], ["s_out"])], {"half": np.array(0.5, F32)})
+_BIAS_OUTER = _mod_graph("bias", [helper.make_node("Add", ["s", "outer_bias"], ["s_out"])])
+
+
+@pytest.mark.parametrize("q,k,v", [([2, 4, 5, 8], [2, 4, 6, 8], [2, 4, 6, 8]),
+                                   ([2, 4, 5, 8], [2, 4, 6, 8], [2, 4, 6, 12]),
+                                   ([2, 6, 3, 8], [2, 2, 6, 8], [2, 2, 6, 8])], ids=["mha", "diff_v", "gqa"])
+@pytest.mark.parametrize("attrs", [{}, {"scale": 0.1}, {"softmax_precision": TensorProto.FLOAT}],
+                         ids=["plain", "scale", "prec_float"])
+def test_flex_attention(q, k, v, attrs):
+    model = flex_model(q, k, v, **attrs)
+    check_against_reference(model, random_inputs(model, seed=8))  # ONNX Runtime has no FlexAttention
+
+
+@pytest.mark.parametrize("mods", [{"score_mod": _CAUSAL}, {"score_mod": _SOFTCAP}, {"prob_mod": _PROB_SCALE},
+                                  {"score_mod": _SOFTCAP, "prob_mod": _PROB_SCALE}],
+                         ids=["causal", "softcap", "prob", "both"])
+@pytest.mark.parametrize("gqa", [False, True])
+def test_flex_attention_modifiers(mods, gqa):
+    model = flex_model([1, 4, 4, 8], [1, 2 if gqa else 4, 4, 8], [1, 2 if gqa else 4, 4, 8], **mods)
+    check_against_reference(model, random_inputs(model, seed=9))
+
+
+def test_flex_attention_modifier_reads_outer_constant():
+    """A modifier may read a value of the enclosing graph (here a constant)."""
+    bias = np.random.default_rng(10).standard_normal((1, 1, 4, 6)).astype(F32)
+    model = flex_model([1, 2, 4, 8], [1, 2, 6, 8], [1, 2, 6, 8], inits={"outer_bias": bias}, score_mod=_BIAS_OUTER)
+    feeds = random_inputs(model, seed=10)
+    expected = flex_model([1, 2, 4, 8], [1, 2, 6, 8], [1, 2, 6, 8], score_mod=_mod_graph(
+        "bias", [helper.make_node("Add", ["s", "b"], ["s_out"])], {"b": bias}))
+    check_against_reference(model, feeds, oracle=expected)
+
+
+def test_flex_attention_float16():
+    model = flex_model([2, 4, 5, 8], [2, 4, 6, 8], [2, 4, 6, 8], dtype=np.float16)
+    check_against_reference(model, random_inputs(model, seed=11), tol=1e-3)  # float16 outputs
+
+
+@pytest.mark.parametrize("case,reason", [("double", "unsupported_dtype"), ("prec16", "unsupported_attribute_value"),
+                                         ("rank3", "invalid_model"), ("bad_mod", "invalid_model")])
+def test_flex_attention_failures(case, reason):
+    q = [2, 4, 5, 8]
+    if case == "double":
+        model = flex_model(q, q, q, dtype=np.float64)
+    elif case == "prec16":
+        model = flex_model(q, q, q, softmax_precision=TensorProto.FLOAT16)
+    elif case == "rank3":
+        model = flex_model([2, 5, 8], [2, 5, 8], [2, 5, 8])
+    else:  # a score_mod changing the shape
+        model = flex_model(q, q, q, score_mod=_mod_graph("bad", [helper.make_node("ReduceSum", ["s", "ax"], ["s_out"])],
+                                                         {"ax": np.array([3], np.int64)}))
+    expect_failure(model, reason)

@@ -148,3 +148,97 @@ def test_causal_conv_k1_with_state_output_fails() -> None:
     model = make_model([node], [("x", F32, [1, 2, 3]), ("w", F32, [2, 1, 1])],
                        [("y", F32, [1, 2, 3]), ("state", F32, [1, 2, 0])], opset=27)
     expect_failure(model, "unsupported_attribute_value")
+
+
+# -- LinearAttention -------------------------------------------------------------------------------
+def linear_attention_model(b: int, t: int, hq: int, hkv: int, dk: int, dv: int, rule: str, *,
+                           past: bool = False, decay: str | None = None, beta: int | None = None,
+                           dtype=F32, **attrs: object) -> onnx.ModelProto:
+    """One LinearAttention node; ``decay`` is 'head' (B, T, H_kv) or 'key' (B, T, H_kv*d_k), ``beta``
+    the last dim of beta (H_kv or 1)."""
+    inputs = [("query", dtype, [b, t, hq * dk]), ("key", dtype, [b, t, hkv * dk]), ("value", dtype, [b, t, hkv * dv])]
+    names = ["query", "key", "value", "", "", ""]
+    if past:
+        names[3] = "past_state"
+        inputs.append(("past_state", dtype, [b, hkv, dk, dv]))
+    if decay is not None:
+        names[4] = "decay"
+        inputs.append(("decay", dtype, [b, t, hkv if decay == "head" else hkv * dk]))
+    if beta is not None:
+        names[5] = "beta"
+        inputs.append(("beta", dtype, [b, t, beta]))
+    while not names[-1]:
+        names.pop()
+    node = helper.make_node("LinearAttention", names, ["output", "present_state"], q_num_heads=hq, kv_num_heads=hkv,
+                            update_rule=rule, **attrs)
+    outs = [("output", dtype, [b, t, hq * dv]), ("present_state", dtype, [b, hkv, dk, dv])]
+    return make_model([node], inputs, outs, None, 27)
+
+
+def _linear_feeds(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs in the ranges the op is used with: decay <= 0 (log space), beta in (0, 1)."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for vi in model.graph.input:
+        shape = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        x = rng.standard_normal(shape)
+        if vi.name == "decay":
+            x = -np.abs(x) * 0.5
+        elif vi.name == "beta":
+            x = 1.0 / (1.0 + np.exp(-x))
+        elif vi.name == "key":
+            x = x / np.linalg.norm(x.reshape(shape[0], shape[1], -1, 4), axis=-1, keepdims=True).repeat(4, -1) \
+                .reshape(shape)
+        feeds[vi.name] = x.astype(dtype)
+    return feeds
+
+
+@pytest.mark.parametrize("rule,decay,beta", [("linear", None, None), ("gated", "key", None), ("gated", "head", None),
+                                             ("delta", None, 2), ("gated_delta", "key", 2),
+                                             ("gated_delta", "head", 1)],
+                         ids=["linear", "gated_key", "gated_head", "delta", "gated_delta", "gated_delta_beta1"])
+@pytest.mark.parametrize("past", [False, True], ids=["nopast", "past"])
+def test_linear_attention_rules(rule, decay, beta, past):
+    model = linear_attention_model(2, 3, 2, 2, 4, 4, rule, past=past, decay=decay, beta=beta)
+    check_reference(model, _linear_feeds(model))
+
+
+@pytest.mark.parametrize("hq,hkv,t", [(4, 2, 3), (4, 1, 2), (2, 2, 1)], ids=["gqa", "mqa", "decode_t1"])
+def test_linear_attention_heads_and_steps(hq, hkv, t):
+    model = linear_attention_model(2, t, hq, hkv, 4, 3, "gated_delta", past=True, decay="key", beta=hkv)
+    check_reference(model, _linear_feeds(model, seed=1))
+
+
+def test_linear_attention_explicit_scale():
+    model = linear_attention_model(1, 3, 2, 2, 4, 4, "linear", scale=0.25)
+    check_reference(model, _linear_feeds(model, seed=2))
+
+
+def test_linear_attention_float16():
+    model = linear_attention_model(2, 3, 4, 2, 4, 4, "gated_delta", past=True, decay="key", beta=2,
+                                   dtype=np.float16)
+    check_reference(model, _linear_feeds(model, seed=3), tol=1e-3)  # float16 outputs: half-precision rounding
+
+
+def test_linear_attention_float16_activations_float32_state():
+    """past_state (type S) may differ from the activations (T): present_state keeps S."""
+    model = linear_attention_model(1, 2, 2, 2, 4, 4, "gated", past=True, decay="head", dtype=np.float16)
+    model.graph.input[3].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    model.graph.output[1].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    check_reference(model, _linear_feeds(model, seed=4), tol=1e-3)
+
+
+@pytest.mark.parametrize("rule,decay,beta,attrs", [("linear", "key", None, {}), ("gated", None, None, {}),
+                                                   ("delta", None, None, {}), ("other", None, None, {})],
+                         ids=["linear_with_decay", "gated_no_decay", "delta_no_beta", "bad_rule"])
+def test_linear_attention_invalid_fails(rule, decay, beta, attrs):
+    model = linear_attention_model(1, 2, 2, 2, 4, 4, "linear", decay=decay, beta=beta, **attrs)
+    for a in model.graph.node[0].attribute:
+        if a.name == "update_rule":
+            a.s = rule.encode()
+    expect_failure(model, "invalid_model")
+
+
+def test_linear_attention_registered():
+    assert REGISTRY.find("", "LinearAttention", 27) is not None

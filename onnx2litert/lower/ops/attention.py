@@ -1,4 +1,4 @@
-"""Attention (opset 23): scaled dot-product attention built from LiteRT builtins.
+"""Attention (opsets 23, 24, 25) and ai.onnx.preview FlexAttention, built from LiteRT builtins.
 
 Q/K/V are brought to (batch, heads, seq, head_size) (3-D inputs: RESHAPE + TRANSPOSE using
 q_num_heads / kv_num_heads), past_key/past_value are CONCATENATED along the sequence axis (these
@@ -26,8 +26,19 @@ mask adds CONCATENATION (padding) and a REDUCE_ANY / REDUCE_MAX row check for th
 
 Unsupported: softmax_precision below float32 (unsupported_attribute_value); qk_matmul_output in
 mode 0 with softcap > 0 (the spec says before softcap, the reference returns it after:
-unsupported_attribute_value); bfloat16 (unsupported_dtype). Opsets 24+ changed the op
-(nonpad_kv_seqlen, sliding windows) and are not covered by this opset-23 lowering.
+unsupported_attribute_value); bfloat16 (unsupported_dtype).
+
+Attention-24 adds ``nonpad_kv_seqlen`` (external KV cache, no past_key): key ``j`` of batch ``b``
+is visible only if ``j < nonpad[b]``, and the causal offset becomes ``nonpad[b] - q_len`` (may be
+negative: leading rows fully masked, hence zero). Attention-25 adds ``left_window_size`` /
+``right_window_size``: with ``diff = i + offset - j``, keys need ``diff <= left`` and
+``-diff <= right`` (-1: unbounded). These constraints form one bool "frontier" mask: folded at
+conversion time when ``nonpad`` is absent or constant, else two int64 LESS_EQUAL comparisons of
+conversion-time bound tables against ``nonpad`` (see ``_runtime_frontier``), combined with the
+attn_mask exactly like the causal mask.
+
+FlexAttention (ai.onnx.preview, version 1): see ``lower_flex_attention``; its score_mod / prob_mod
+graphs are lowered inline on the whole score tensor through the ordinary frontend and lowerings.
 
 float16 inputs are computed in float32 (CAST in, CAST back out).
 """
@@ -36,12 +47,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from onnx import TensorProto, helper
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
-from ...errors import Reason
-from ...ir import Tensor
+from ...errors import LoweringError, Reason
+from ...ir import Subgraph, Tensor
 from ..context import LowerContext, NodeView
+from ..driver import lower_body, subgraph_host
 from ..registry import lowering
+from .control_flow import free_names
 
 _F32 = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
@@ -92,7 +106,7 @@ def _to_heads(ctx: LowerContext, x: Tensor, heads: int, what: str) -> Tensor:
 
 def causal_allowed(q_len: int, kv_len: int, offset: int) -> np.ndarray:
     """(q_len, kv_len) bool: key ``j`` is visible from query ``i`` iff ``j <= i + offset``."""
-    return np.arange(kv_len).reshape(1, kv_len) <= np.arange(q_len).reshape(q_len, 1) + offset
+    return frontier_allowed(q_len, kv_len, offset, causal=True)
 
 
 def pad_mask(mask: np.ndarray, kv_len: int) -> np.ndarray:
@@ -179,10 +193,50 @@ class _Outputs:
             self.ctx.emit("CAST", [tmp], [final], inDataType=_F32, outDataType=final.dtype)
 
 
-@lowering("Attention", since=23, onnx_dtypes=("float32", "float16", "bfloat16"),
-          dtypes=("float32", "float16"), verified=("float32", "float16"))
+_ATTENTION_CLAIMS = dict(onnx_dtypes=("float32", "float16", "bfloat16"), dtypes=("float32", "float16"),
+                        verified=("float32", "float16"))
+
+
+@lowering("Attention", since=23, until=23, **_ATTENTION_CLAIMS)
 def lower_attention(node: NodeView, ctx: LowerContext) -> None:
     """Attention-23 as BATCH_MATMUL / MUL / TANH / ADD / SOFTMAX / BATCH_MATMUL (see module doc)."""
+    _lower_attention(node, ctx, _Frontier(causal=bool(node.attr("is_causal", 0))))
+
+
+@lowering("Attention", since=24, until=24, **_ATTENTION_CLAIMS)
+def lower_attention_24(node: NodeView, ctx: LowerContext) -> None:
+    """Attention-24: Attention-23 plus ``nonpad_kv_seqlen`` (external-cache key padding and offset)."""
+    _lower_attention(node, ctx, _Frontier(causal=bool(node.attr("is_causal", 0)), nonpad=_nonpad(ctx)))
+
+
+@lowering("Attention", since=25, **_ATTENTION_CLAIMS)
+def lower_attention_25(node: NodeView, ctx: LowerContext) -> None:
+    """Attention-25: Attention-24 plus the ``left_window_size`` / ``right_window_size`` sliding window."""
+    left, right = int(node.attr("left_window_size", -1)), int(node.attr("right_window_size", -1))
+    if left < -1 or right < -1:
+        raise ctx.fail(Reason.INVALID_MODEL, f"window sizes ({left}, {right}) must be -1 or nonnegative")
+    if ctx.input(0).rank == 4 and (node.attr("q_num_heads") is not None or node.attr("kv_num_heads") is not None):
+        # Attention-25 (spec and reference) forbids the head-count attributes with 4-D inputs.
+        raise ctx.fail(Reason.INVALID_MODEL, "q_num_heads / kv_num_heads must not be given for 4-D inputs")
+    _lower_attention(node, ctx, _Frontier(causal=bool(node.attr("is_causal", 0)), nonpad=_nonpad(ctx),
+                                          left=left, right=right))
+
+
+def _nonpad(ctx: LowerContext) -> Tensor | None:
+    """The optional ``nonpad_kv_seqlen`` input (int64, shape (batch,)); None when absent."""
+    nonpad = ctx.optional_input(6)
+    if nonpad is None:
+        return None
+    if nonpad.dtype != np.dtype(np.int64) or nonpad.rank != 1 or nonpad.shape[0] != ctx.input(0).shape[0]:
+        raise ctx.fail(Reason.INVALID_MODEL, f"nonpad_kv_seqlen ({nonpad.dtype.name} {list(nonpad.shape)}) must be "
+                                             "int64 of shape (batch,)")
+    if ctx.has_input(4) or ctx.has_input(5):
+        raise ctx.fail(Reason.INVALID_MODEL, "nonpad_kv_seqlen cannot be combined with past_key / past_value")
+    return nonpad
+
+
+def _lower_attention(node: NodeView, ctx: LowerContext, frontier: _Frontier) -> None:
+    """The shared body of every Attention version; ``frontier`` holds the version-specific key visibility."""
     mode, softcap = _check_attributes(node, ctx)
     q_in, k_in, v_in = ctx.input(0), ctx.input(1), ctx.input(2)
     dtype = q_in.dtype
@@ -241,7 +295,7 @@ def lower_attention(node: NodeView, ctx: LowerContext) -> None:
 
     # -- bias -----------------------------------------------------------------------------------
     score_shape = (batch, hq, q_len, kv_len)
-    masking = _bias(node, ctx, q_len, kv_len, past_len, score_shape)
+    masking = _bias(node, ctx, q_len, kv_len, past_len, score_shape, frontier)
 
     # -- scores ---------------------------------------------------------------------------------
     scale = node.attr("scale")
@@ -307,14 +361,82 @@ def lower_attention(node: NodeView, ctx: LowerContext) -> None:
     outs.finish()
 
 
+@dataclass(frozen=True)
+class _Frontier:
+    """Which keys a query may see besides ``attn_mask``: the causal frontier, the sliding window
+    (``left`` / ``right``, -1 = unbounded; opset 25) and the key padding of ``nonpad`` (opset 24).
+
+    All three use the query's absolute position ``p = offset + i``: ``offset`` is the past length
+    (internal cache), ``nonpad[b] - q_len`` (external cache, per batch) or 0.
+    """
+
+    causal: bool
+    nonpad: Tensor | None = None
+    left: int = -1
+    right: int = -1
+
+    @property
+    def active(self) -> bool:
+        return self.causal or self.nonpad is not None or self.left >= 0 or self.right >= 0
+
+
+def frontier_allowed(q_len: int, kv_len: int, offset: int | np.ndarray, causal: bool, left: int = -1,
+                     right: int = -1, nonpad: np.ndarray | None = None) -> np.ndarray:
+    """Bool ``allowed`` of the causal / window / padding constraints, like the reference.
+
+    ``offset`` is an int (shape (q_len, kv_len) result) or, with ``nonpad``, ignored in favour of the
+    per-batch ``nonpad - q_len`` (shape (batch, 1, q_len, kv_len) result).
+    """
+    i = np.arange(q_len, dtype=np.int64).reshape(q_len, 1)
+    j = np.arange(kv_len, dtype=np.int64).reshape(1, kv_len)
+    if nonpad is not None:
+        offset = (np.asarray(nonpad, np.int64) - q_len).reshape(-1, 1, 1, 1)
+    diff = i + offset - j  # how far key j lies before the query's absolute position
+    allowed = np.ones(diff.shape, bool)
+    if causal:
+        allowed &= diff >= 0
+    if left >= 0:
+        allowed &= diff <= left
+    if right >= 0:
+        allowed &= -diff <= right
+    if nonpad is not None:
+        allowed &= j < np.asarray(nonpad, np.int64).reshape(-1, 1, 1, 1)
+    return allowed
+
+
+def _runtime_frontier(ctx: LowerContext, q_len: int, kv_len: int, frontier: _Frontier) -> Tensor:
+    """``frontier_allowed`` for a run-time ``nonpad`` as (batch, 1, q_len, kv_len) bool.
+
+    With ``n = nonpad[b]`` and ``d = q_len + j - i`` every constraint is a bound on ``n``:
+    causal ``d <= n``, right window ``d - right <= n``, padding ``j + 1 <= n`` (lower bounds,
+    merged by max at conversion time), left window ``n <= left + d`` (upper bound). So at most two
+    int64 comparisons and a LOGICAL_AND are emitted.
+    """
+    nonpad = ctx.reshape(frontier.nonpad, (frontier.nonpad.shape[0], 1, 1, 1))
+    i = np.arange(q_len, dtype=np.int64).reshape(q_len, 1)
+    j = np.arange(kv_len, dtype=np.int64).reshape(1, kv_len)
+    d = q_len + j - i
+    lower = np.broadcast_to(j + 1, (q_len, kv_len))
+    if frontier.causal:
+        lower = np.maximum(lower, d)
+    if frontier.right >= 0:
+        lower = np.maximum(lower, d - frontier.right)
+    lower_t = ctx.new_const(lower.reshape(1, 1, q_len, kv_len).astype(np.int64), hint="lower_bound")
+    allowed = _binary(ctx, "LESS_EQUAL", lower_t, nonpad, "frontier_lo", dtype=_BOOL)
+    if frontier.left >= 0:
+        upper_t = ctx.new_const((frontier.left + d).reshape(1, 1, q_len, kv_len).astype(np.int64), hint="upper_bound")
+        below = _binary(ctx, "LESS_EQUAL", nonpad, upper_t, "frontier_hi", dtype=_BOOL)
+        allowed = _binary(ctx, "LOGICAL_AND", allowed, below, "frontier")
+    return allowed
+
+
 def _bias(node: NodeView, ctx: LowerContext, q_len: int, kv_len: int, past_len: int,
-          score_shape: tuple[int, ...]) -> _Bias:
-    """The masking of the scores (attn_mask and is_causal) and the fully-masked-row condition.
+          score_shape: tuple[int, ...], frontier: _Frontier) -> _Bias:
+    """The masking of the scores (attn_mask, causal, window, key padding) and the fully-masked-row condition.
 
     LiteRT's builtin ADD clamps -inf to -FLT_MAX, so -inf is only ever produced by SELECT_V2 and
-    CONCATENATION: a bool mask selects -inf, causal masking selects too (also for a float mask).
+    CONCATENATION: a bool mask selects -inf, the frontier selects too (also for a float mask).
     """
-    causal = bool(node.attr("is_causal", 0))
     mask = ctx.optional_input(3)
     if mask is not None:
         if mask.dtype != _BOOL and mask.dtype != ctx.input(0).dtype:
@@ -329,24 +451,35 @@ def _bias(node: NodeView, ctx: LowerContext, q_len: int, kv_len: int, past_len: 
         if full != score_shape:
             raise ctx.fail(Reason.INVALID_MODEL, f"attn_mask shape {list(mask.shape)} does not broadcast to "
                                                  f"the scores {list(score_shape)}")
-    if mask is None and not causal:
+    if mask is None and not frontier.active:
         return _Bias()
-    causal_ok = causal_allowed(q_len, kv_len, past_len) if causal else None
-    if mask is None or mask.is_const:
-        return _const_bias(ctx, None if mask is None else pad_mask(mask.data, kv_len), causal_ok)
-    mask = _pad_runtime(ctx, mask, kv_len)
-    if mask.dtype == _BOOL:
-        allowed = mask
-        if causal_ok is not None:
-            allowed = _binary(ctx, "LOGICAL_AND", allowed, ctx.new_const(causal_ok, hint="causal"), "allowed")
+    nonpad = frontier.nonpad
+    allowed_ok: np.ndarray | Tensor | None = None  # the frontier: folded, or computed at run time
+    if frontier.active:
+        if nonpad is None or nonpad.is_const:
+            allowed_ok = frontier_allowed(q_len, kv_len, past_len, frontier.causal, frontier.left, frontier.right,
+                                          None if nonpad is None else nonpad.data)
+        else:
+            allowed_ok = _runtime_frontier(ctx, q_len, kv_len, frontier)
+    if (mask is None or mask.is_const) and not isinstance(allowed_ok, Tensor):
+        return _const_bias(ctx, None if mask is None else pad_mask(mask.data, kv_len), allowed_ok)
+    if isinstance(allowed_ok, np.ndarray):
+        allowed_ok = ctx.new_const(allowed_ok, hint="frontier")
+    if mask is not None:
+        mask = ctx.new_const(pad_mask(mask.data, kv_len), hint="attn_mask") if mask.is_const \
+            else _pad_runtime(ctx, mask, kv_len)
+    if mask is None or mask.dtype == _BOOL:
+        allowed = mask if mask is not None else allowed_ok
+        if mask is not None and allowed_ok is not None:
+            allowed = _binary(ctx, "LOGICAL_AND", allowed, allowed_ok, "allowed")
         any_ok = ctx.emit1("REDUCE_ANY", [allowed, _last_axis(ctx, allowed.rank)], allowed.shape[:-1] + (1,),
                            _BOOL, "row_any", keepDims=True)
         row_masked = ctx.emit1("LOGICAL_NOT", [any_ok], any_ok.shape, _BOOL, "row_masked")
         return _Bias(allowed=allowed, row_masked=row_masked)
     bias = _f32(ctx, mask)
     neg_inf = ctx.new_const(np.float32(-np.inf), hint="neg_inf")
-    if causal_ok is not None:
-        bias = _select(ctx, ctx.new_const(causal_ok, hint="causal"), bias, neg_inf, "attn_bias")
+    if allowed_ok is not None:
+        bias = _select(ctx, allowed_ok, bias, neg_inf, "attn_bias")
     row_max = ctx.emit1("REDUCE_MAX", [bias, _last_axis(ctx, bias.rank)], bias.shape[:-1] + (1,), _F32, "bias_max",
                         keepDims=True)
     row_masked = _binary(ctx, "EQUAL", row_max, neg_inf, "row_masked", dtype=_BOOL)
@@ -354,7 +487,8 @@ def _bias(node: NodeView, ctx: LowerContext, q_len: int, kv_len: int, past_len: 
 
 
 def _const_bias(ctx: LowerContext, mask: np.ndarray | None, causal_ok: np.ndarray | None) -> _Bias:
-    """Masking by a constant (padded) mask and/or the causal pattern, folded at conversion time."""
+    """Masking by a constant (padded) mask and/or the constant frontier ``causal_ok`` (causal, window,
+    constant key padding), folded at conversion time."""
     if mask is not None and mask.dtype != _BOOL:
         bias = mask.astype(np.float32)
         if causal_ok is not None:
@@ -374,3 +508,143 @@ def _const_bias(ctx: LowerContext, mask: np.ndarray | None, causal_ok: np.ndarra
     masked = ~allowed.any(axis=-1, keepdims=True)
     return _Bias(allowed=ctx.new_const(allowed, hint="allowed"),
                  row_masked=ctx.new_const(masked, hint="row_masked") if masked.any() else None)
+
+
+# -- ai.onnx.preview FlexAttention ----------------------------------------------------------------
+_F16 = np.dtype(np.float16)
+_MODIFIERS = ("score_mod", "prob_mod")
+
+
+def _inline_modifier(node: NodeView, ctx: LowerContext, attr: str, x: Tensor) -> Tensor:
+    """Apply the modifier graph ``attr`` ((B, Hq, L, S) -> same) to ``x`` by lowering it inline.
+
+    The graph becomes a self-contained model (its one input with ``x``'s static shape, outer-scope
+    values it reads as initializers or inputs), goes through the frontend and the per-node lowerings
+    like a model (so Shape / Range / Gather on the static score shape fold to constants), and its ops
+    are spliced into this graph with its input bound to ``x``.
+    """
+    graph = node.attr(attr)
+    if not isinstance(graph, onnx.GraphProto):
+        raise ctx.fail(Reason.INVALID_MODEL, f"attribute '{attr}' must be a graph")
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise ctx.fail(Reason.INVALID_MODEL, f"{attr} must have exactly one input and one output")
+    host = subgraph_host(ctx.graph)
+    in_vi = helper.make_tensor_value_info(graph.input[0].name, helper.np_dtype_to_tensor_dtype(x.dtype),
+                                          list(x.shape))
+    out_vi = helper.make_tensor_value_info(graph.output[0].name, helper.np_dtype_to_tensor_dtype(x.dtype), None)
+    inputs, feeds, inits = [in_vi], [x], list(graph.initializer)
+    for name in free_names(graph):
+        outer = ctx.graph.value(name)
+        if outer is None:
+            raise ctx.fail(Reason.UNSUPPORTED_ONNX_OP, f"{attr} reads '{name}', which is not available")
+        if outer.is_const:
+            inits.append(numpy_helper.from_array(np.asarray(outer.data), name))
+        else:
+            inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(outer.dtype),
+                                                        list(outer.shape)))
+            feeds.append(outer)
+    body = helper.make_model(helper.make_graph(list(graph.node), attr, inputs, [out_vi], inits),
+                             opset_imports=[helper.make_opsetid(d, v) for d, v in sorted(host.opsets.items())],
+                             ir_version=onnx.IR_VERSION)
+    mark = host.mark()
+    try:
+        sg, _ = lower_body(ctx, body, f"{node.name}/{attr}", copy_io_outputs=False)
+    except LoweringError:
+        host.rollback(mark)
+        raise
+    y = _splice(ctx, sg, feeds, f"{node.name}/{attr}")
+    if y.shape != x.shape or y.dtype != x.dtype:
+        host.rollback(mark)
+        raise ctx.fail(Reason.INVALID_MODEL, f"{attr} must keep the shape {list(x.shape)} and dtype {x.dtype.name}, "
+                                             f"got {list(y.shape)} {y.dtype.name}")
+    return y
+
+
+def _splice(ctx: LowerContext, sg: Subgraph, feeds: list[Tensor], prefix: str) -> Tensor:
+    """Move ``sg``'s ops into this node's ops with ``sg.inputs[i]`` := ``feeds[i]``; return its output."""
+    mapping = {id(i): t for i, t in zip(sg.inputs, feeds)}
+    for t in sg.tensors():
+        if id(t) not in mapping:
+            t.name = ctx.graph.unique(f"{prefix}/{t.name}")
+    for op in sg.operators:
+        op.inputs = [None if t is None else mapping.get(id(t), t) for t in op.inputs]
+        op.origin = ctx.node.name
+        ctx.graph.operators.append(op)
+        ctx.emitted.append(op)  # the driver removes these too if the lowering fails later
+    out = sg.outputs[0]
+    return mapping.get(id(out), out)
+
+
+def _round_f16(ctx: LowerContext, x: Tensor, hint: str) -> Tensor:
+    """float32 ``x`` rounded to float16 and back: a float16 intermediate of the reference."""
+    half = ctx.emit1("CAST", [x], x.shape, _F16, f"{hint}_f16", inDataType=_F32, outDataType=_F16)
+    return ctx.emit1("CAST", [half], x.shape, _F32, hint, inDataType=_F16, outDataType=_F32)
+
+
+@lowering("FlexAttention", domain="ai.onnx.preview", since=1, onnx_dtypes=("float32", "float16", "float64",
+                                                                         "bfloat16"),
+          dtypes=("float32", "float16"), verified=("float32", "float16"))
+def lower_flex_attention(node: NodeView, ctx: LowerContext) -> None:
+    """FlexAttention: (Q*sqrt(s)) @ (K*sqrt(s))^T -> score_mod -> SOFTMAX -> prob_mod -> @ V.
+
+    Follows the reference: Q and K are each scaled by sqrt(scale) in their own dtype (float16
+    inputs: the products and the scores are rounded to float16 by CAST, as the reference computes
+    them in float16 with float32 accumulation), the softmax and P @ V run in float32. The modifier
+    graphs are lowered inline on the (B, Hq, L, S) float32 tensor. GQA uses the grouped reshape of
+    Attention (query head h reads kv head h // group).
+    """
+    q_in, k_in, v_in = ctx.input(0), ctx.input(1), ctx.input(2)
+    dtype = q_in.dtype
+    if k_in.dtype != dtype or v_in.dtype != dtype:
+        raise ctx.fail(Reason.INVALID_MODEL, "Q, K and V must share one dtype")
+    if q_in.rank != 4 or k_in.rank != 4 or v_in.rank != 4:
+        raise ctx.fail(Reason.INVALID_MODEL, "FlexAttention needs rank-4 Q, K and V")
+    batch, hq, q_len, head = q_in.shape
+    _, hkv, kv_len, k_head = k_in.shape
+    if k_in.shape[0] != batch or v_in.shape[:3] != k_in.shape[:3] or k_head != head:
+        raise ctx.fail(Reason.INVALID_MODEL, f"Q {list(q_in.shape)}, K {list(k_in.shape)} and V "
+                                             f"{list(v_in.shape)} do not match")
+    if hkv <= 0 or hq % hkv:
+        raise ctx.fail(Reason.INVALID_MODEL, f"q heads {hq} are not a multiple of kv heads {hkv}")
+    precision = node.attr("softmax_precision")
+    mods = [m for m in _MODIFIERS if node.attr(m) is not None]
+    if precision is not None and int(precision) != TensorProto.FLOAT and \
+            not (int(precision) == TensorProto.DOUBLE and dtype == _F32 and not mods):
+        # float16 / bfloat16 softmax rounds differently; a double one is float32-exact only without
+        # modifier graphs (these would be typed double).
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"softmax_precision {int(precision)} is not supported; "
+                                                           "the lowering computes the softmax in float32")
+    scale = node.attr("scale")
+    scale = float(scale) if scale is not None else 1.0 / float(np.sqrt(head))
+    root = np.sqrt(np.float32(scale)).astype(dtype)  # the reference's sqrt_scale, in the input dtype
+
+    q, k, v = _f32(ctx, q_in), _f32(ctx, k_in), _f32(ctx, v_in)
+    root_t = ctx.new_const(np.float32(root), hint="sqrt_scale")
+    q = _binary(ctx, "MUL", q, root_t, "q_scaled")
+    k = _binary(ctx, "MUL", k, root_t, "k_scaled")
+    if dtype == _F16:
+        q, k = _round_f16(ctx, q, "q_scaled16"), _round_f16(ctx, k, "k_scaled16")
+    r = hq // hkv
+    score_shape = (batch, hq, q_len, kv_len)
+    if r > 1:
+        q = ctx.reshape(q, (batch, hkv, r * q_len, head))
+    scores = _matmul(ctx, q, k, True, "qk")
+    if r > 1:
+        scores = ctx.reshape(scores, score_shape)
+    if dtype == _F16:
+        scores = _round_f16(ctx, scores, "qk16")
+    if node.attr("score_mod") is not None:
+        scores = _inline_modifier(node, ctx, "score_mod", scores)
+    probs = ctx.emit1("SOFTMAX", [scores], score_shape, _F32, "probs", beta=1.0)
+    if node.attr("prob_mod") is not None:
+        probs = _inline_modifier(node, ctx, "prob_mod", probs)
+    if r > 1:
+        probs = ctx.reshape(probs, (batch, hkv, r * q_len, kv_len))
+    y_shape = (batch, hq, q_len, v_in.shape[3])
+    outs = _Outputs(ctx, dtype)
+    y_out = outs.get(0, y_shape)
+    if r > 1:
+        ctx.reshape(_matmul(ctx, probs, v, False, "pv"), y_shape, out=y_out)
+    else:
+        _matmul(ctx, probs, v, False, "pv", y_out)
+    outs.finish()

@@ -1,6 +1,7 @@
 """Lowerings of the transformer family.
 
-Ops: RotaryEmbedding (opset 23), Swish (opset 24), SwiGLU (opset 28), CausalConvWithState (opset 27).
+Ops: RotaryEmbedding (opset 23), Swish (opset 24), SwiGLU (opset 28), CausalConvWithState (opset 27),
+LinearAttention (opset 27).
 
 Everything is written with elementwise builtins (MUL, ADD, SUB, LOGISTIC), STRIDED_SLICE,
 CONCATENATION, RESHAPE and GATHER; each op is the exact ONNX formula evaluated in float32 in the
@@ -15,8 +16,12 @@ same order as the ONNX reference, so the result stays within float32 rounding.
 - CausalConvWithState: a depthwise causal conv with run-time weights, unrolled over the (static)
   kernel size: padded = concat(past_state or zeros, x); y = sum_j w[:, 0, j] * padded[..., j:j+L].
 
-LinearAttention (opset 27) is not lowered: its recurrences need an unrolled per-token state update
-(or a WHILE loop) of several matmuls per step; it is left to the custom-op policy.
+- LinearAttention: the recurrence of the ONNX reference, unrolled over the static sequence length
+  (UNPACK per token, PACK of the per-token outputs), in float32 (float16 is CAST in and out, as the
+  reference accumulates in float32). Per token, with the state S (B, H_kv, d_k, d_v):
+  S *= EXP(g_t) (gated), v_t = beta_t * (v_t - k_t^T S) (delta: BATCH_MATMUL), S += k_t v_t^T
+  (broadcast MUL of a column by a row: one rounding, like the reference), o_t = scale * q_t^T S
+  (BATCH_MATMUL; grouped query heads are stacked as the rows of q_t, so no state repeat).
 """
 from __future__ import annotations
 
@@ -224,3 +229,142 @@ def lower_causal_conv_with_state(node: NodeView, ctx: LowerContext) -> None:
     if state_out is not None:
         state = padded if padded.shape[2] == k - 1 else _slice_last(ctx, padded, length, length + k - 1)
         ctx.reshape(state, state_shape, out=state_out)
+
+
+# -- LinearAttention -------------------------------------------------------------------------------
+_UPDATE_RULES = ("linear", "gated", "delta", "gated_delta")
+_FLOAT_TYPES = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+def _as_f32(ctx: LowerContext, x: Tensor, what: str) -> Tensor:
+    """``x`` in float32 (float16 is CAST; the reference computes in float32 too)."""
+    if x.dtype not in _FLOAT_TYPES:
+        raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"{what} has dtype {x.dtype.name}; float32 and float16 are "
+                                                 "supported")
+    if x.dtype == _F32:
+        return x
+    if x.is_const:
+        return ctx.new_const(x.data.astype(np.float32), hint=f"{what}_f32")
+    return ctx.emit1("CAST", [x], x.shape, _F32, f"{what}_f32", inDataType=x.dtype, outDataType=_F32)
+
+
+def _tokens(ctx: LowerContext, x: Tensor, shape: tuple[int, ...], hint: str) -> list[Tensor]:
+    """``x`` reshaped to ``shape`` = (B, T, ...) and split into T tensors of shape (B, ...)."""
+    x = ctx.reshape(x, shape)
+    step = (shape[0],) + tuple(shape[2:])
+    if shape[1] == 1:
+        return [ctx.reshape(x, step)]
+    outs = [ctx.tmp(step, x.dtype, f"{hint}{i}") for i in range(shape[1])]
+    ctx.emit("UNPACK", [x], outs, num=shape[1], axis=1)
+    return outs
+
+
+def _bmm(ctx: LowerContext, a: Tensor, b: Tensor, hint: str) -> Tensor:
+    """Rank-4 BATCH_MATMUL a @ b with equal batch dims."""
+    return ctx.emit1("BATCH_MATMUL", [a, b], a.shape[:-1] + (b.shape[-1],), _F32, hint, adjX=False, adjY=False,
+                     asymmetricQuantizeInputs=False)
+
+
+def _linear_attention_inputs(node: NodeView, ctx: LowerContext) -> tuple[str, int, int, Tensor | None,
+                                                                        Tensor | None]:
+    """Validate LinearAttention's attributes and optional inputs like the reference.
+
+    Returns (update_rule, q_num_heads, kv_num_heads, decay, beta).
+    """
+    rule = str(node.attr("update_rule", "gated_delta"))
+    if rule not in _UPDATE_RULES:
+        raise ctx.fail(Reason.INVALID_MODEL, f"update_rule '{rule}' is not one of {', '.join(_UPDATE_RULES)}")
+    q_heads, kv_heads = node.attr("q_num_heads"), node.attr("kv_num_heads")
+    if q_heads is None or kv_heads is None:
+        raise ctx.fail(Reason.INVALID_MODEL, "q_num_heads and kv_num_heads are required")
+    q_heads, kv_heads = int(q_heads), int(kv_heads)
+    if q_heads <= 0 or kv_heads <= 0 or q_heads % kv_heads:
+        raise ctx.fail(Reason.INVALID_MODEL, f"q_num_heads {q_heads} must be a positive multiple of "
+                                             f"kv_num_heads {kv_heads}")
+    decay, beta = ctx.optional_input(4), ctx.optional_input(5)
+    gating, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    if gating != (decay is not None):
+        raise ctx.fail(Reason.INVALID_MODEL, f"update_rule '{rule}' {'requires' if gating else 'forbids'} decay")
+    if delta != (beta is not None):
+        raise ctx.fail(Reason.INVALID_MODEL, f"update_rule '{rule}' {'requires' if delta else 'forbids'} beta")
+    return rule, q_heads, kv_heads, decay, beta
+
+
+@lowering("LinearAttention", since=27, onnx_dtypes=("float32", "float16", "bfloat16"),
+          dtypes=("float32", "float16"), verified=("float32", "float16"))
+def lower_linear_attention(node: NodeView, ctx: LowerContext) -> None:
+    """LinearAttention (linear / gated / delta / gated_delta, GQA) unrolled over the tokens (module doc)."""
+    rule, q_heads, kv_heads, decay, beta = _linear_attention_inputs(node, ctx)
+    query, key, value = ctx.input(0), ctx.input(1), ctx.input(2)
+    if query.rank != 3 or key.rank != 3 or value.rank != 3:
+        raise ctx.fail(Reason.INVALID_MODEL, "query, key and value must be 3-D (B, T, H*D)")
+    batch, steps, q_hidden = query.shape
+    if key.shape[:2] != (batch, steps) or value.shape[:2] != (batch, steps):
+        raise ctx.fail(Reason.INVALID_MODEL, f"query {list(query.shape)}, key {list(key.shape)} and value "
+                                             f"{list(value.shape)} disagree on (B, T)")
+    if q_hidden % q_heads or value.shape[2] % kv_heads:
+        raise ctx.fail(Reason.INVALID_MODEL, "query / value hidden sizes are not divisible by the head counts")
+    d_k, d_v = q_hidden // q_heads, value.shape[2] // kv_heads
+    if key.shape[2] != kv_heads * d_k:
+        raise ctx.fail(Reason.INVALID_MODEL, f"key hidden size {key.shape[2]} must be {kv_heads} * {d_k}")
+    if steps == 0 or batch == 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "zero-sized batch or sequence")
+    group = q_heads // kv_heads
+    state_shape = (batch, kv_heads, d_k, d_v)
+    past = ctx.optional_input(3)
+    if past is not None and past.shape != state_shape:
+        raise ctx.fail(Reason.INVALID_MODEL, f"past_state shape {list(past.shape)} must be {list(state_shape)}")
+    scale = float(node.attr("scale", 0.0) or 0.0) or 1.0 / float(np.sqrt(d_k))
+
+    # Per-token operands; grouped query heads are rows of one (group, d_k) matrix per kv head.
+    qs = _tokens(ctx, _as_f32(ctx, query, "query"), (batch, steps, kv_heads, group, d_k), "q")
+    ks = _tokens(ctx, _as_f32(ctx, key, "key"), (batch, steps, kv_heads, 1, d_k), "k")
+    vs = _tokens(ctx, _as_f32(ctx, value, "value"), (batch, steps, kv_heads, 1, d_v), "v")
+    gates: list[Tensor] = []
+    if decay is not None:
+        if decay.rank != 3 or decay.shape[:2] != (batch, steps) or decay.shape[2] not in (kv_heads, kv_heads * d_k):
+            raise ctx.fail(Reason.INVALID_MODEL, f"decay shape {list(decay.shape)} must be (B, T, H_kv) or "
+                                                 "(B, T, H_kv * d_k)")
+        per_key = decay.shape[2] // kv_heads
+        g = emit_unary(ctx, "EXP", _as_f32(ctx, decay, "decay"), hint="decay_exp")
+        gates = _tokens(ctx, g, (batch, steps, kv_heads, per_key, 1), "gate")  # scales the state's rows
+    betas: list[Tensor] = []
+    if beta is not None:
+        if beta.rank != 3 or beta.shape[:2] != (batch, steps) or beta.shape[2] not in (kv_heads, 1):
+            raise ctx.fail(Reason.INVALID_MODEL, f"beta shape {list(beta.shape)} must be (B, T, H_kv) or (B, T, 1)")
+        betas = _tokens(ctx, _as_f32(ctx, beta, "beta"), (batch, steps, beta.shape[2], 1, 1), "beta")
+
+    state = _as_f32(ctx, past, "past_state") if past is not None else \
+        ctx.new_const(np.zeros(state_shape, np.float32), hint="zero_state")
+    scale_t = scalar(ctx, scale, _F32, "scale")
+    outputs = []
+    for t in range(steps):
+        if gates:
+            state = emit_binary(ctx, "MUL", state, gates[t], hint="decayed")
+        v_t = vs[t]
+        if betas:
+            retrieved = _bmm(ctx, ks[t], state, "retrieved")  # k_t^T S: (B, H_kv, 1, d_v)
+            v_t = emit_binary(ctx, "MUL", betas[t], emit_binary(ctx, "SUB", v_t, retrieved, hint="residual"),
+                              hint="delta_v")
+        k_col = ctx.reshape(ks[t], (batch, kv_heads, d_k, 1))
+        state = emit_binary(ctx, "ADD", state, emit_binary(ctx, "MUL", k_col, v_t, hint="outer"), hint="state")
+        outputs.append(emit_binary(ctx, "MUL", _bmm(ctx, qs[t], state, "read"), scale_t, hint="o"))
+
+    out_shape = (batch, steps, q_heads * d_v)
+    if steps == 1:
+        y = outputs[0]
+    else:
+        y = ctx.emit1("PACK", outputs, (batch, steps, kv_heads, group, d_v), _F32, "packed", valuesCount=steps,
+                      axis=1)
+    _store(ctx, ctx.reshape(y, out_shape), 0, query.dtype)
+    if len(node.outputs) > 1 and node.outputs[1]:
+        _store(ctx, state, 1, past.dtype if past is not None else query.dtype)
+
+
+def _store(ctx: LowerContext, x: Tensor, index: int, dtype: np.dtype) -> None:
+    """Write float32 ``x`` to output ``index`` of ``dtype`` (CAST for float16)."""
+    out = ctx.output(index, x.shape, dtype)
+    if dtype == _F32:
+        ctx.reshape(x, x.shape, out=out)
+    else:
+        ctx.emit("CAST", [x], [out], inDataType=_F32, outDataType=dtype)
