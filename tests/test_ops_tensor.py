@@ -17,7 +17,8 @@ F32 = np.float32
 I64_MAX = np.iinfo(np.int64).max
 I64_MIN = np.iinfo(np.int64).min
 ALL = [np.dtype(d) for d in DATA]
-RESHAPE_ALL = [np.dtype(d) for d in RESHAPE_DATA]
+# bfloat16 (no ONNX Runtime Python I/O) is checked against the ONNX reference in tests/test_bfloat16.py.
+RESHAPE_ALL = [np.dtype(d) for d in RESHAPE_DATA if d != "bfloat16"]
 
 
 def ids(dtypes: list[np.dtype]) -> list[str]:

@@ -16,7 +16,7 @@ def make_inputs(specs: list[tuple[str, tuple[int, ...], np.dtype]], seed: int = 
     feeds = {}
     for name, shape, dtype in specs:
         dtype = np.dtype(dtype)
-        if dtype.kind == "f":
+        if dtype.kind == "f" or dtype.name == "bfloat16":  # ml_dtypes.bfloat16 has kind "V"
             feeds[name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind == "b":
             feeds[name] = rng.integers(0, 2, shape).astype(bool)

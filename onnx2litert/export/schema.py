@@ -5,6 +5,7 @@ enum-valued fields may be given as the enum member's name (e.g. ``padding="SAME"
 """
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 from ai_edge_litert import schema_py_generated as S
 
@@ -85,6 +86,8 @@ _NP_TO_TFL = {
     np.dtype(np.uint16): S.TensorType.UINT16, np.dtype(np.uint32): S.TensorType.UINT32,
     np.dtype(np.uint64): S.TensorType.UINT64, np.dtype(np.bool_): S.TensorType.BOOL,
     np.dtype(np.complex64): S.TensorType.COMPLEX64,
+    # numpy has no bfloat16; ml_dtypes (an onnx dependency) provides the dtype onnx.numpy_helper uses.
+    np.dtype(ml_dtypes.bfloat16): S.TensorType.BFLOAT16,
 }
 
 TENSOR_TYPE_NAMES = {v: k for k, v in vars(S.TensorType).items() if not k.startswith("_")}

@@ -21,7 +21,8 @@ from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import ALL_NUMERIC, F32, FLOATS, lowering
-from .elementwise import WIDER, emit_binary, emit_copy, emit_unary, narrow, scalar, unary_output, widen
+from .elementwise import (WIDER, emit_binary, emit_copy, emit_unary, narrow, scalar, unary_output, via_float32,
+                          widen)
 
 _F32 = np.dtype(np.float32)
 _SIGNED_INTS = ("int8", "int16", "int32", "int64")
@@ -99,7 +100,8 @@ def lower_prelu(node: NodeView, ctx: LowerContext) -> None:
     emit_binary(ctx, "ADD", emit_unary(ctx, "RELU", x, hint="pos_part"), scaled, out=out)
 
 
-@lowering("Elu", onnx_dtypes=FLOATS)
+@lowering("Elu", onnx_dtypes=FLOATS, dtypes=("float32", "bfloat16"), verified=("float32", "bfloat16"))
+@via_float32  # bfloat16: computed in float32, rounded once
 def lower_elu(node: NodeView, ctx: LowerContext) -> None:
     """ELU builtin for alpha = 1, else RELU(x) + alpha * ELU(MIN(x, 0))."""
     x = ctx.input(0)
@@ -156,7 +158,7 @@ def _clip_bound(node: NodeView, ctx: LowerContext, index: int, attr: str, x: Ten
     return t
 
 
-_CLIP_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "int16", "uint16", "uint32", "float16")
+_CLIP_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "int16", "uint16", "uint32", "float16", "bfloat16")
 
 
 @lowering("Clip", onnx_dtypes=FLOATS + _SIGNED_INTS + ("uint8", "uint16", "uint32", "uint64"),
@@ -270,12 +272,13 @@ def lower_mish(node: NodeView, ctx: LowerContext) -> None:
     emit_binary(ctx, "MUL", x, ratio, out=unary_output(ctx, x))
 
 
-@lowering("Celu", since=12, onnx_dtypes=FLOATS, dtypes=("float32", "float16"), verified=F32)
+@lowering("Celu", since=12, onnx_dtypes=FLOATS, dtypes=("float32", "float16", "bfloat16"),
+          verified=("float32", "bfloat16"))
 def lower_celu(node: NodeView, ctx: LowerContext) -> None:
     """max(0, x) + alpha * ELU(min(x, 0) / alpha) (= min(0, alpha * (exp(x / alpha) - 1))).
 
-    float16 is computed in float32 and rounded once at the end (float16 is accepted, checked
-    against the ONNX reference, not ONNX Runtime, which has no float16 Celu kernel).
+    float16 and bfloat16 are computed in float32 and rounded once at the end (checked against
+    the ONNX reference, not ONNX Runtime, which has no float16/bfloat16 Celu kernel).
     """
     x = ctx.input(0)
     out = unary_output(ctx, x)

@@ -34,6 +34,7 @@ from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import lowering
+from .elementwise import via_float32
 from .indexing import _scatter
 from .pool import _Axis, _geometry
 from .tensor import strided_slice
@@ -212,11 +213,12 @@ def lower_bitcast(node: NodeView, ctx: LowerContext) -> None:
 
 
 # -- ReverseSequence -------------------------------------------------------------------------------
-_REVSEQ_DTYPES = ("float32", "int32", "int64", "int16", "uint8")
+_REVSEQ_DTYPES = ("float32", "int32", "int64", "int16", "uint8", "bfloat16")
 
 
 @lowering("ReverseSequence", since=10, onnx_dtypes=_ALL, dtypes=_REVSEQ_DTYPES,
-          verified=("float32", "int32", "int64"))
+          verified=("float32", "int32", "int64", "bfloat16"))
+@via_float32  # bfloat16 moves through float32 unchanged
 def lower_reverse_sequence(node: NodeView, ctx: LowerContext) -> None:
     """REVERSE_SEQUENCE (run-time lengths; ONNX requires them in [1, time length])."""
     x, lens = ctx.input(0), ctx.input(1)

@@ -13,9 +13,16 @@ float16 are computed exactly in a wider type and CAST back (``WIDER``, ``widen``
 checked: CAST between integer types wraps modulo 2^width, int32/int64 ADD/SUB/MUL wrap, and
 BITCAST moves uint64 to int64 and back. Cast/CastLike are registered for every definition up to
 opset 28 (the newer ones only add types LiteRT lacks and float8-only attributes).
+
+bfloat16: CAST converts to and from it (round to nearest even, checked bit for bit); other
+families run their float32 lowering on it through ``via_float32`` where that is exact.
 """
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
+import ml_dtypes
 import numpy as np
 from onnx import helper
 
@@ -35,7 +42,8 @@ _VARIADIC = {"Max": "MAXIMUM", "Min": "MINIMUM", "Sum": "ADD", "Mean": "ADD"}
 
 # ONNX Cast target types LiteRT's CAST kernel was verified to convert exactly like ORT.
 CAST_DTYPES = ("float32", "float16", "float64", "int32", "int64", "int8", "int16", "uint8", "uint16",
-               "uint32", "bool")
+               "uint32", "bool", "bfloat16")
+_BF16 = np.dtype(ml_dtypes.bfloat16)
 _ROUND_MODES = ("up", "down", "nearest")
 
 
@@ -96,12 +104,13 @@ def _uniform_value(value: np.ndarray) -> float | None:
 
 # dtype -> the type its values are computed in where LiteRT has no kernel for it. Every value
 # converts exactly; results are narrowed back with CAST, which wraps integers modulo 2^width like
-# ONNX Runtime and rounds float32 to float16 once. For +, -, *, / on float16 operands the float32
-# result rounded to float16 is the correctly rounded float16 result (24 >= 2 * 11 + 2 bits), so
-# the double rounding is harmless.
+# ONNX Runtime and rounds float32 to float16 (or bfloat16) once. For +, -, *, /, sqrt on float16
+# and bfloat16 operands the float32 result rounded to the narrow type is the correctly rounded
+# narrow result (24 >= 2 * 11 + 2 bits, and 24 >= 2 * 8 + 2), so the double rounding is harmless.
+# bfloat16 is in WIDER but not in WIDENED: families opt in to it explicitly.
 WIDER = {np.dtype(np.int8): np.dtype(np.int32), np.dtype(np.uint8): np.dtype(np.int32),
          np.dtype(np.int16): np.dtype(np.int32), np.dtype(np.uint16): np.dtype(np.int32),
-         np.dtype(np.uint32): np.dtype(np.int64), np.dtype(np.float16): _F32}
+         np.dtype(np.uint32): np.dtype(np.int64), np.dtype(np.float16): _F32, _BF16: _F32}
 _I64 = np.dtype(np.int64)
 _U64 = np.dtype(np.uint64)
 WIDENED = ("int8", "uint8", "int16", "uint16", "uint32", "float16")
@@ -118,6 +127,51 @@ def widen(ctx: LowerContext, t: Tensor, dtype: np.dtype, hint: str = "wide") -> 
     if t.dtype == _U64 and dtype == _I64:
         return ctx.emit1("BITCAST", [t], t.shape, _I64, hint)
     return ctx.emit1("CAST", [t], t.shape, dtype, hint, inDataType=t.dtype, outDataType=dtype)
+
+
+def via_float32(fn: Callable[[NodeView, LowerContext], None]) -> Callable[[NodeView, LowerContext], None]:
+    """Run a float32 lowering on bfloat16 inputs/outputs: CAST in, compute in float32, CAST out.
+
+    bfloat16 -> float32 is exact and float32 -> bfloat16 rounds to nearest even once, so this is
+    exact for every op whose float32 result, rounded to bfloat16, is the bfloat16 result: data
+    movement, selection and comparison (values are carried unchanged), and correctly rounded
+    arithmetic (+, -, *, /, sqrt; see WIDER). Lowerings not using bfloat16 run untouched.
+    The wrapper swaps the float32 copies in for the node's ONNX values only while ``fn`` runs.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(node: NodeView, ctx: LowerContext) -> None:
+        graph = ctx.graph
+        ins = [name for i, name in enumerate(node.inputs) if ctx.has_input(i) and ctx.input(i).dtype == _BF16]
+        outs = [name for name in node.outputs if name and graph.dtypes.get(name) == _BF16]
+        if not ins and not outs:
+            fn(node, ctx)
+            return
+        originals = {name: graph.value(name) for name in ins}
+        for name, t in originals.items():
+            graph.values[name] = widen(ctx, t, _F32, "bf16_as_f32")
+        for name in outs:
+            graph.dtypes[name] = _F32
+        try:
+            fn(node, ctx)
+        finally:
+            graph.values.update(originals)
+            for name in outs:
+                graph.dtypes[name] = _BF16
+        for name in outs:
+            y = graph.values.get(name)
+            if y is None or y.dtype != _F32:
+                raise ctx.fail(Reason.INTERNAL_ERROR, f"output '{name}' was not produced in float32")
+            if y.is_const:  # a value known at conversion time is rounded by numpy (also round to nearest even)
+                graph.values[name] = ctx.new_const(y.data.astype(_BF16), hint="bf16_value")
+                continue
+            # The bfloat16 tensor takes the ONNX name; the float32 result becomes a temporary.
+            out = Tensor(y.name, y.shape, _BF16, shape_signature=y.shape_signature)
+            y.name = graph.unique(f"{y.name}/float32")
+            graph.values[name] = out
+            ctx.emit("CAST", [y], [out], inDataType=_F32, outDataType=_BF16)
+
+    return wrapped
 
 
 def narrow(ctx: LowerContext, t: Tensor, out: Tensor) -> None:
@@ -149,8 +203,8 @@ def unsigned_less(ctx: LowerContext, a: Tensor, b: Tensor, hint: str = "less", o
 # -- binary ------------------------------------------------------------------------------------
 
 _ARITH_NATIVE = ("float32", "int32", "int64")
-_ARITH_DTYPES = _ARITH_NATIVE + WIDENED + ("uint64",)
-_DIV_DTYPES = ("float32", "int32", "int8", "uint8", "int16", "uint16", "float16")
+_ARITH_DTYPES = _ARITH_NATIVE + WIDENED + ("uint64", "bfloat16")
+_DIV_DTYPES = ("float32", "int32", "int8", "uint8", "int16", "uint16", "float16", "bfloat16")
 
 
 @lowering("Add", "Sub", "Mul", since=7, onnx_dtypes=ALL_NUMERIC, dtypes=_ARITH_DTYPES, verified=_ARITH_DTYPES)
@@ -219,16 +273,20 @@ def lower_pow(node: NodeView, ctx: LowerContext) -> None:
 
 # -- unary -------------------------------------------------------------------------------------
 
-@lowering("Sqrt", "Exp", "Log", onnx_dtypes=FLOATS)
-@lowering("Neg", onnx_dtypes=FLOATS + ("int8", "int16", "int32", "int64"), dtypes=("float32",) + _INTS_32_64,
-          verified=("float32",) + _INTS_32_64)
+@lowering("Exp", "Log", onnx_dtypes=FLOATS)
+@lowering("Sqrt", onnx_dtypes=FLOATS, dtypes=("float32", "bfloat16"), verified=("float32", "bfloat16"))
+@lowering("Neg", onnx_dtypes=FLOATS + ("int8", "int16", "int32", "int64"),
+          dtypes=("float32",) + _INTS_32_64 + ("bfloat16",), verified=("float32",) + _INTS_32_64 + ("bfloat16",))
+@via_float32  # exact for bfloat16: NEG is exact and SQRT correctly rounded (see WIDER)
 def lower_unary(node: NodeView, ctx: LowerContext) -> None:
     """Single LiteRT builtins: SQRT, EXP, LOG (float32) and NEG (float32/int32/int64)."""
     x = ctx.input(0)
     emit_unary(ctx, _UNARY[node.op_type], x, out=unary_output(ctx, x))
 
 
-@lowering("Abs", onnx_dtypes=ALL_NUMERIC, dtypes=("float32",) + _INTS_32_64, verified=("float32",) + _INTS_32_64)
+@lowering("Abs", onnx_dtypes=ALL_NUMERIC, dtypes=("float32",) + _INTS_32_64 + ("bfloat16",),
+          verified=("float32",) + _INTS_32_64 + ("bfloat16",))
+@via_float32
 def lower_abs(node: NodeView, ctx: LowerContext) -> None:
     """ABS; int64 (no ABS kernel) as MAXIMUM(x, NEG(x))."""
     x = ctx.input(0)
@@ -248,7 +306,7 @@ def lower_reciprocal(node: NodeView, ctx: LowerContext) -> None:
 
 # -- variadic ----------------------------------------------------------------------------------
 
-_MINMAX_DTYPES = ("float32", "int32", "int64") + WIDENED + ("uint64",)
+_MINMAX_DTYPES = ("float32", "int32", "int64") + WIDENED + ("uint64", "bfloat16")
 
 
 @lowering("Max", "Min", since=6, onnx_dtypes=ALL_NUMERIC, dtypes=_MINMAX_DTYPES, verified=_MINMAX_DTYPES)
@@ -322,6 +380,12 @@ def emit_cast(ctx: LowerContext, x: Tensor, target: np.dtype, out: Tensor) -> No
     if x.dtype == np.float64 and target == np.float16:
         # LiteRT converts double -> float -> half: two roundings, not the single one ONNX specifies.
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE, "Cast float64 -> float16 rounds twice in LiteRT (via float32)")
+    if x.dtype == _BF16 and target.kind not in "fV":
+        # bfloat16 -> float32 is exact, so going through float32 gives the float32 CAST's (verified)
+        # truncation and wrap-around for every integer and bool target.
+        x = ctx.emit1("CAST", [x], x.shape, _F32, "bf16_f32", inDataType=x.dtype, outDataType=_F32)
+    # Casts to bfloat16 round to nearest even; from int32/int64/uint32/float64 the value is first
+    # rounded to float32, exactly as ONNX Runtime and the ONNX reference (ml_dtypes) do.
     ctx.emit("CAST", [x], [out], inDataType=x.dtype, outDataType=target)
 
 

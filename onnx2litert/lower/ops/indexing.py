@@ -28,6 +28,7 @@ from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView, inverse_perm
 from ..registry import lowering
+from .elementwise import via_float32
 from .tensor import is_empty, set_empty_output
 
 ONNX_ALL = ("float32", "float16", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8",
@@ -137,11 +138,12 @@ def _set_const_output(ctx: LowerContext, value: np.ndarray, hint: str = "value")
 
 
 # -- ArgMax / ArgMin -------------------------------------------------------------------------------
-_ARG_DTYPES = ("float32", "int32", "uint8", "int8")
+_ARG_DTYPES = ("float32", "int32", "uint8", "int8", "bfloat16")
 
 
 @lowering("ArgMax", "ArgMin", since=1, onnx_dtypes=ONNX_NUMERIC, dtypes=_ARG_DTYPES, verified=_ARG_DTYPES,
           zero_size_inputs=True)
+@via_float32
 def lower_arg(node: NodeView, ctx: LowerContext) -> None:
     """ARG_MAX / ARG_MIN with int64 output; keepdims via RESHAPE.
 
@@ -178,11 +180,12 @@ def lower_arg(node: NodeView, ctx: LowerContext) -> None:
 
 
 # -- GatherND / GatherElements ---------------------------------------------------------------------
-_GATHER_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+_GATHER_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool", "bfloat16")
 
 
 @lowering("GatherND", since=11, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES,
           zero_size_inputs=True)
+@via_float32
 def lower_gather_nd(node: NodeView, ctx: LowerContext) -> None:
     """GATHER_ND; batch_dims (opset 12) by prefixing each index tuple with its batch coordinates."""
     data, idx = ctx.input(0), ctx.input(1)
@@ -241,6 +244,7 @@ def element_coordinates(ctx: LowerContext, idx: Tensor, axis: int, dim: int, to_
 
 @lowering("GatherElements", since=11, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES,
           zero_size_inputs=True)
+@via_float32
 def lower_gather_elements(node: NodeView, ctx: LowerContext) -> None:
     """GatherElements as GATHER_ND over full per-element coordinates."""
     data, idx = ctx.input(0), ctx.input(1)
@@ -405,11 +409,12 @@ def lower_scatter_elements(node: NodeView, ctx: LowerContext) -> None:
 
 
 # -- OneHot ----------------------------------------------------------------------------------------
-_ONE_HOT_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+_ONE_HOT_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool", "bfloat16")
 
 
-@lowering("OneHot", since=9, onnx_dtypes=ONNX_ALL, dtypes=_ONE_HOT_DTYPES, verified=_F32_I32_I64, dtype_input=2,
-          zero_size_inputs=True)
+@lowering("OneHot", since=9, onnx_dtypes=ONNX_ALL, dtypes=_ONE_HOT_DTYPES, verified=_F32_I32_I64 + ("bfloat16",),
+          dtype_input=2, zero_size_inputs=True)
+@via_float32
 def lower_one_hot(node: NodeView, ctx: LowerContext) -> None:
     """ONE_HOT with a constant depth; negative indices wrap (index + depth) per the ONNX spec.
 
@@ -494,10 +499,12 @@ def _float_indices(ctx: LowerContext, idx: Tensor, depth: int) -> Tensor:
 
 
 # -- TopK ------------------------------------------------------------------------------------------
-_TOPK_DTYPES = ("float32", "int32", "int64", "int8", "uint8")
+_TOPK_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bfloat16")
 
 
-@lowering("TopK", since=1, onnx_dtypes=ONNX_NUMERIC, dtypes=_TOPK_DTYPES, verified=_F32_I32_I64, zero_size_inputs=True)
+@lowering("TopK", since=1, onnx_dtypes=ONNX_NUMERIC, dtypes=_TOPK_DTYPES, verified=_F32_I32_I64 + ("bfloat16",),
+          zero_size_inputs=True)
+@via_float32
 def lower_topk(node: NodeView, ctx: LowerContext) -> None:
     """TOPK_V2 on the last axis (other axes through TRANSPOSE); indices CAST to int64.
 
@@ -598,15 +605,12 @@ def range_length(start: float, limit: float, delta: float) -> int:
     return max(int(math.ceil((limit - start) / delta)), 0)
 
 
-@lowering("Range", since=27, onnx_dtypes=("float32", "float64", "int16", "int32", "int64", "float16", "bfloat16"),
-          dtypes=_RANGE_DTYPES, verified=_RANGE_DTYPES, zero_size_inputs=True)
 @lowering("Range", since=11, until=26, onnx_dtypes=("float32", "float64", "int16", "int32", "int64"),
           dtypes=_RANGE_DTYPES, verified=_RANGE_DTYPES, zero_size_inputs=True)
 def lower_range(node: NodeView, ctx: LowerContext) -> None:
     """Constant inputs: the value computed now. Run-time inputs: RANGE with a dynamic length.
 
-    Opset 27 only added float16 / bfloat16 (and stash_type, which applies to them alone); the
-    float32 / int32 / int64 semantics are unchanged, so the same lowering serves both.
+    Opset 27 serves float32 / int32 / int64 through ``lower_range_27``.
     """
     start, limit, delta = ctx.const(0), ctx.const(1), ctx.const(2)
     dtype = ctx.input(0).dtype
@@ -634,12 +638,28 @@ def lower_range(node: NodeView, ctx: LowerContext) -> None:
     ctx.emit("RANGE", ins, [out])
 
 
+@lowering("Range", since=27, onnx_dtypes=("float32", "float64", "int16", "int32", "int64", "float16", "bfloat16"),
+          dtypes=_RANGE_DTYPES + ("bfloat16",), verified=_RANGE_DTYPES + ("bfloat16",), zero_size_inputs=True)
+def lower_range_27(node: NodeView, ctx: LowerContext) -> None:
+    """Range from opset 27: bfloat16 is computed in ``stash_type`` (float32 only) and rounded back.
+
+    Opset 27 only added float16 / bfloat16 and stash_type, which applies to them alone; the
+    float32 / int32 / int64 semantics are unchanged (see ``lower_range``).
+    """
+    stash = int(node.attr("stash_type", helper.np_dtype_to_tensor_dtype(np.dtype(np.float32))))
+    if ctx.input(0).dtype.name == "bfloat16" and stash != helper.np_dtype_to_tensor_dtype(np.dtype(np.float32)):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                       f"Range stash_type {stash}: only float32 (1) accumulation is supported for bfloat16")
+    via_float32(lower_range)(node, ctx)
+
+
 # -- Tile / Expand ---------------------------------------------------------------------------------
-_BROADCAST_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+_BROADCAST_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool", "bfloat16")
 
 
 @lowering("Tile", since=6, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES,
           zero_size_inputs=True)
+@via_float32
 def lower_tile(node: NodeView, ctx: LowerContext) -> None:
     """TILE; constant repeats become int32 multiples, run-time repeats need a known output shape."""
     x = ctx.input(0)
@@ -669,6 +689,7 @@ def lower_tile(node: NodeView, ctx: LowerContext) -> None:
 
 @lowering("Expand", since=8, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES,
           zero_size_inputs=True)
+@via_float32
 def lower_expand(node: NodeView, ctx: LowerContext) -> None:
     """Expand (bidirectional broadcast) -> BROADCAST_TO the broadcast shape (or a copy)."""
     x = ctx.input(0)
@@ -696,11 +717,12 @@ def lower_expand(node: NodeView, ctx: LowerContext) -> None:
 
 
 # -- Trilu / EyeLike -------------------------------------------------------------------------------
-_SELECT_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool")
+_SELECT_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool", "bfloat16")
 
 
-@lowering("Trilu", since=14, onnx_dtypes=ONNX_ALL, dtypes=_SELECT_DTYPES, verified=_F32_I32_I64 + ("bool",),
+@lowering("Trilu", since=14, onnx_dtypes=ONNX_ALL, dtypes=_SELECT_DTYPES, verified=_F32_I32_I64 + ("bool", "bfloat16"),
           zero_size_inputs=True)
+@via_float32
 def lower_trilu(node: NodeView, ctx: LowerContext) -> None:
     """SELECT_V2 between the input and zero with a triangular mask (exact for inf/NaN).
 
@@ -777,6 +799,7 @@ def lower_nonzero(node: NodeView, ctx: LowerContext) -> None:
 
 @lowering("Compress", since=9, onnx_dtypes=ONNX_ALL, dtypes=_GATHER_DTYPES, verified=_GATHER_DTYPES,
           zero_size_inputs=True)
+@via_float32
 def lower_compress(node: NodeView, ctx: LowerContext) -> None:
     """GATHER of the selected positions (the input flattened without axis).
 
@@ -840,7 +863,7 @@ def _compress_runtime(ctx: LowerContext, src: Tensor, axis: int) -> None:
 # -- Unique ----------------------------------------------------------------------------------------
 # Dtypes whose EQUAL / LESS / GATHER kernels the Unique lowering uses (verified against ONNX Runtime,
 # which implements Unique for float32, int64 and int8 among these).
-_UNIQUE_DTYPES = ("float32", "int64", "int8")
+_UNIQUE_DTYPES = ("float32", "int64", "int8", "bfloat16")
 # Bound on N * N * M (rows squared times row length): the pairwise comparison tensors' size.
 _MAX_UNIQUE_PAIRS = 1 << 20
 
@@ -891,6 +914,7 @@ def _unique_less(ctx: LowerContext, a: Tensor, b: Tensor, n: int, m: int) -> Ten
 
 @lowering("Unique", since=11, onnx_dtypes=ONNX_ALL, dtypes=_UNIQUE_DTYPES, verified=_UNIQUE_DTYPES,
           zero_size_inputs=True)
+@via_float32
 def lower_unique(node: NodeView, ctx: LowerContext) -> None:
     """Unique (axis or flattened, sorted or first-occurrence order) with pairwise comparisons.
 

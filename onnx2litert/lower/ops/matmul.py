@@ -20,6 +20,7 @@ from ...errors import Reason
 from ...ir import Operator, Tensor
 from ..context import LowerContext, NodeView
 from ..registry import FLOATS, lowering
+from .elementwise import via_float32
 
 _F32 = np.dtype(np.float32)
 # LiteRT's BATCH_MATMUL kernel handles operands of rank 2..5 (its reference kernel extends to 5-D).
@@ -114,7 +115,9 @@ def _check_float(ctx: LowerContext, indices: tuple[int, ...], what: str) -> None
 # ---------------------------------------------------------------------------------------
 # MatMul
 # ---------------------------------------------------------------------------------------
-@lowering("MatMul", since=7, onnx_dtypes=_ONNX_DTYPES, dtypes=("float32",), verified=("float32",))
+@lowering("MatMul", since=7, onnx_dtypes=_ONNX_DTYPES, dtypes=("float32", "bfloat16"),
+          verified=("float32", "bfloat16"))
+@via_float32  # bfloat16: products are exact in float32; sums accumulate in float32, rounded once
 def lower_matmul(node: NodeView, ctx: LowerContext) -> None:
     """numpy.matmul: 1-D operands are promoted (and the added dim removed afterwards)."""
     _check_float(ctx, (0, 1), "MatMul")
@@ -501,7 +504,9 @@ def _bind_output(ctx: LowerContext, t: Tensor, out: Tensor) -> None:
     ctx.reshape(t, out.shape, out=out)
 
 
-@lowering("Einsum", since=12, onnx_dtypes=_ONNX_DTYPES, dtypes=("float32",), verified=("float32",))
+@lowering("Einsum", since=12, onnx_dtypes=_ONNX_DTYPES, dtypes=("float32", "bfloat16"),
+          verified=("float32", "bfloat16"))
+@via_float32  # bfloat16: products are exact in float32; sums accumulate in float32, rounded once
 def lower_einsum(node: NodeView, ctx: LowerContext) -> None:
     """Einsum as SUM / TRANSPOSE / RESHAPE / MUL / FULLY_CONNECTED / BATCH_MATMUL.
 

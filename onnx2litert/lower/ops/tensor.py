@@ -21,6 +21,7 @@ from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import lowering
+from .elementwise import via_float32
 
 # Every ONNX tensor element type; these ops accept all of them in ONNX.
 ONNX_ALL = ("float32", "float16", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8",
@@ -31,7 +32,10 @@ FLOAT_TYPES = ("float32", "float16", "float64", "bfloat16")
 DATA = ("float32", "float16", "int32", "int64", "bool", "int8", "uint8")
 # RESHAPE-based ops (Flatten, Reshape, Squeeze, Unsqueeze, Identity). The stock op resolver
 # registers only RESHAPE v1, for every dtype; the exporter must version it 1 (it does).
-RESHAPE_DATA = DATA
+# RESHAPE and SHAPE also take bfloat16 as is.
+RESHAPE_DATA = DATA + ("bfloat16",)
+# The other data-movement ops take bfloat16 through float32 (``via_float32``: exact CASTs).
+DATA_BF16 = DATA + ("bfloat16",)
 
 # Kernel rank limits measured in the stock interpreter.
 _MAX_RANK_TRANSPOSE = 6
@@ -298,16 +302,19 @@ def _dropout_is_inference(node: NodeView, ctx: LowerContext) -> None:
         return
     if node.opset < 12 or not ctx.has_input(2):
         return
+    ratio = ctx.const(1) if ctx.has_input(1) else np.array(0.5, np.float32)
+    if ratio is not None and float(np.asarray(ratio).reshape(-1)[0]) == 0.0:
+        return  # a ratio of 0 drops nothing, in training mode too (the mask is all true)
     training = ctx.const(2)
     if training is None:
         raise ctx.fail(Reason.REQUIRES_CONSTANT_INPUT,
-                       "training_mode is computed at run time; when true, Dropout is random")
+                       "training_mode is computed at run time and the ratio is not a constant 0: with "
+                       "training_mode true Dropout drops random elements, which no converted model can "
+                       "reproduce; make training_mode a constant false (or the ratio a constant 0)")
     if not bool(np.asarray(training).reshape(-1)[0]):
         return
-    ratio = ctx.const(1) if ctx.has_input(1) else np.array(0.5, np.float32)
-    if ratio is None or float(np.asarray(ratio).reshape(-1)[0]) != 0.0:
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
-                       "training_mode=true with a ratio that is not a constant 0 drops random elements")
+    raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
+                   "training_mode=true with a ratio that is not a constant 0 drops random elements")
 
 
 @lowering("Dropout", since=1, onnx_dtypes=FLOAT_TYPES, dtypes=("float32",), verified=("float32",),
@@ -340,7 +347,8 @@ def lower_dropout(node: NodeView, ctx: LowerContext) -> None:
 
 
 # -- Transpose / Concat ------------------------------------------------------------------------
-@lowering("Transpose", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
+@lowering("Transpose", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA_BF16, verified=DATA_BF16, zero_size_inputs=True)
+@via_float32
 def lower_transpose(node: NodeView, ctx: LowerContext) -> None:
     """Transpose (perm, default reversed) -> TRANSPOSE (rank <= 6)."""
     x = ctx.input(0)
@@ -358,7 +366,8 @@ def lower_transpose(node: NodeView, ctx: LowerContext) -> None:
     ctx.transpose(x, tuple(perm), out=ctx.output(0, shape=shape))
 
 
-@lowering("Concat", since=4, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
+@lowering("Concat", since=4, onnx_dtypes=ONNX_ALL, dtypes=DATA_BF16, verified=DATA_BF16, zero_size_inputs=True)
+@via_float32
 def lower_concat(node: NodeView, ctx: LowerContext) -> None:
     """Concat (axis, negative allowed) -> CONCATENATION; rank > 6 goes through 3-D reshapes."""
     xs = [ctx.input(i) for i in range(len(node.inputs)) if ctx.has_input(i)]
@@ -435,7 +444,8 @@ _SPLIT_REFUSES = {"bool", "float16"}  # the builtin SPLIT kernel refuses float16
 _SPLIT_V_REFUSES = {"bool", "float16"}
 
 
-@lowering("Split", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
+@lowering("Split", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA_BF16, verified=DATA_BF16, zero_size_inputs=True)
+@via_float32
 def lower_split(node: NodeView, ctx: LowerContext) -> None:
     """Split (split attr < 13, input >= 13, num_outputs >= 18, equal default) -> SPLIT / SPLIT_V."""
     x = ctx.input(0)
@@ -603,7 +613,8 @@ def _slice_runtime(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
 
 
 # -- Slice ---------------------------------------------------------------------------------------
-@lowering("Slice", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
+@lowering("Slice", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA_BF16, verified=DATA_BF16, zero_size_inputs=True)
+@via_float32
 def lower_slice(node: NodeView, ctx: LowerContext) -> None:
     """Slice (attributes < 10, inputs >= 10; negative, clamped and reversed ranges) -> STRIDED_SLICE."""
     x = ctx.input(0)
@@ -673,7 +684,8 @@ def _crop(ctx: LowerContext, x: Tensor, pads: list[tuple[int, int]]) -> Tensor:
     return strided_slice(ctx, x, begin, end, [1] * x.rank)
 
 
-@lowering("Pad", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
+@lowering("Pad", since=2, onnx_dtypes=ONNX_ALL, dtypes=DATA_BF16, verified=DATA_BF16, zero_size_inputs=True)
+@via_float32
 def lower_pad(node: NodeView, ctx: LowerContext) -> None:
     """Pad: constant -> PAD / PADV2, reflect -> MIRROR_PAD, edge / wrap -> GATHER per axis.
 
@@ -897,7 +909,8 @@ def _pad_by_gather(ctx: LowerContext, x: Tensor, pads: list[tuple[int, int]], mo
 
 
 # -- Gather --------------------------------------------------------------------------------------
-@lowering("Gather", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
+@lowering("Gather", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA_BF16, verified=DATA_BF16, zero_size_inputs=True)
+@via_float32
 def lower_gather(node: NodeView, ctx: LowerContext) -> None:
     """Gather (axis may be negative) -> GATHER; negative indices are normalized.
 
@@ -928,7 +941,7 @@ def lower_gather(node: NodeView, ctx: LowerContext) -> None:
 
 
 # -- Shape / Size / ConstantOfShape / Constant --------------------------------------------------
-@lowering("Shape", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
+@lowering("Shape", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA_BF16, verified=DATA_BF16, zero_size_inputs=True)
 def lower_shape(node: NodeView, ctx: LowerContext) -> None:
     """Shape (start/end from opset 15) -> SHAPE (+ STRIDED_SLICE for a sub-range)."""
     x = ctx.input(0)
@@ -952,7 +965,7 @@ def lower_shape(node: NodeView, ctx: LowerContext) -> None:
     strided_slice(ctx, full, [start], [end], [1], out=out)
 
 
-@lowering("Size", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, zero_size_inputs=True)
+@lowering("Size", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA_BF16, verified=DATA_BF16, zero_size_inputs=True)
 def lower_size(node: NodeView, ctx: LowerContext) -> None:
     """Size -> SHAPE + REDUCE_PROD (a rank-0 input is the constant 1)."""
     x = ctx.input(0)
@@ -999,14 +1012,14 @@ def lower_constant_of_shape(node: NodeView, ctx: LowerContext) -> None:
     ctx.emit("FILL", [dims, ctx.new_const(value.reshape(()), hint="value")], [out])
 
 
-@lowering("Constant", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA, verified=DATA, dtype_input=None,
+@lowering("Constant", since=1, onnx_dtypes=ONNX_ALL, dtypes=DATA_BF16, verified=DATA_BF16, dtype_input=None,
           zero_size_inputs=True)
 def lower_constant(node: NodeView, ctx: LowerContext) -> None:
     """Constant: emit nothing, register the value (a graph output gets the driver's copy)."""
     value = constant_value(node)
     if isinstance(value, str):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, value)
-    if value.dtype.name not in DATA:
+    if value.dtype.name not in DATA_BF16:
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"constant dtype {value.dtype.name} is not supported")
     ctx.graph.values[node.outputs[0]] = ctx.new_const(value, hint="value")
 
