@@ -233,3 +233,22 @@ def test_flattening_reshape_dropped_before_fully_connected():
     y = b.op("FULLY_CONNECTED", [f, b.const(_w(5, 12)), b.const(_w(5))], (2, 5), fusedActivationFunction="NONE")
     m = check_rewrite(b.model([y]), drop_reshape_before_fully_connected)
     assert dict(opcounts(m)) == {"FULLY_CONNECTED": 1}
+
+
+# -- CAST round trips ------------------------------------------------------------------------------
+@pytest.mark.parametrize("src, mid, removed", [
+    ("float32", "float64", True), ("int8", "int32", True), ("int32", "float64", True), ("bool", "int32", True),
+    ("int64", "float64", False), ("float32", "float16", False), ("float16", "float32", True),
+    ("int32", "int8", False), ("float16", "float64", True)])
+def test_cast_round_trip_after_exact_widening_is_removed(src, mid, removed):
+    from onnx2litert.ir import Operator, Subgraph, Tensor
+    from onnx2litert.passes.cleanup import remove_noop_arithmetic
+
+    x = Tensor("x", (2, 3), np.dtype(src))
+    m = Tensor("m", (2, 3), np.dtype(mid))
+    c = Tensor("c", (2, 3), np.dtype(src))
+    y = Tensor("y", (2, 3), np.dtype(src))
+    sg = Subgraph([x], [y], [Operator("CAST", [x], [m]), Operator("CAST", [m], [c]), Operator("ABS", [c], [y])])
+    remove_noop_arithmetic(sg)
+    assert (sg.operators[-1].inputs[0] is x) is removed
+    assert (sg.count("CAST") == 1) is removed

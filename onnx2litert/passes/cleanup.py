@@ -119,6 +119,8 @@ def remove_noop_arithmetic(sg: Subgraph) -> bool:
         if op.opcode == "CAST" and op.inputs[0] is not None and op.inputs[0].dtype == out.dtype \
                 and op.inputs[0].quantization is None and out.quantization is None:
             src = op.inputs[0]
+        elif op.opcode == "CAST" and op.inputs[0] is not None:
+            src = _cast_round_trip_source(sg, op)
         elif op.opcode in ("ADD", "SUB", "MUL", "DIV") and len(op.inputs) == 2 and activation(op) == "NONE" \
                 and out.quantization is None:
             neutral = 0.0 if op.opcode in ("ADD", "SUB") else 1.0
@@ -133,6 +135,36 @@ def remove_noop_arithmetic(sg: Subgraph) -> bool:
         if src is not None and remove_forwarding_op(sg, op, src):
             changed = True
     return changed
+
+
+def _exact_widening(src: np.dtype, dst: np.dtype) -> bool:
+    """True when every ``src`` value is exactly representable in ``dst`` (so a cast back restores it)."""
+    src, dst = np.dtype(src), np.dtype(dst)
+    if src == dst:
+        return True
+    if src.kind == "b":
+        return dst.kind in "biuf"
+    floats = {"bfloat16": (8, 8), "float16": (11, 5), "float32": (24, 8), "float64": (53, 11)}  # (significand, exponent) bits
+    if src.name in floats and dst.name in floats:
+        return all(a <= b for a, b in zip(floats[src.name], floats[dst.name]))
+    if src.kind in "iu" and dst.kind in "iu":
+        return bool(np.can_cast(src, dst, casting="safe"))
+    if src.kind in "iu" and dst.name in floats:
+        return src.itemsize * 8 - (src.kind == "i") <= floats[dst.name][0]
+    return False
+
+
+def _cast_round_trip_source(sg: Subgraph, op: Operator) -> Tensor | None:
+    """For CAST(CAST(x: a -> b) -> a) with an exact a -> b, the tensor x; else None."""
+    out = op.outputs[0]
+    inner = next((p for p in sg.operators if op.inputs[0] in p.outputs), None)
+    if inner is None or inner.opcode != "CAST" or inner.inputs[0] is None:
+        return None
+    x = inner.inputs[0]
+    if x.dtype != out.dtype or x.shape != out.shape or x.quantization or out.quantization \
+            or op.inputs[0].quantization:
+        return None
+    return x if _exact_widening(x.dtype, op.inputs[0].dtype) else None
 
 
 def drop_reshape_before_fully_connected(sg: Subgraph) -> bool:
