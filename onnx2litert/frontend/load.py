@@ -24,7 +24,9 @@ from onnx import external_data_helper, numpy_helper
 
 from ..errors import ConversionError, Issue, Reason
 
-MIN_OPSET = 7
+# Every lowering declares the opset range it covers (``since``/``until``), so a node at an old
+# opset whose definition no lowering covers still fails, node by node, with unsupported_opset.
+MIN_OPSET = 1
 MAX_OPSET = onnx.defs.onnx_opset_version()  # newer ops are checked node by node (lower.registry)
 
 ModelSource = str | os.PathLike | bytes | bytearray | onnx.ModelProto
@@ -56,8 +58,8 @@ def load_graph(source: ModelSource) -> tuple[onnx.ModelProto, dict[str, np.ndarr
     location outside the model's folder.
     """
     if isinstance(source, onnx.ModelProto):
+        _require_no_external_data(source, "the ModelProto given")  # the caller's initializers, not the copy's
         model = _copy_without_initializers(source)
-        _require_no_external_data(model, "the ModelProto given")
         return model, _arrays(source.graph.initializer, None, "the ModelProto given", clear=False)
     if isinstance(source, (bytes, bytearray)):
         model = _parse(bytes(source), "the bytes given")
@@ -254,4 +256,20 @@ def default_opset(model: onnx.ModelProto) -> int:
                     Reason.UNSUPPORTED_OPSET,
                     f"opset {imp.version} is outside the supported range {MIN_OPSET}-{MAX_OPSET}"))
             return int(imp.version)
-    raise ConversionError(Issue(Reason.UNSUPPORTED_OPSET, "the model imports no default-domain opset"))
+    if not any(imp.domain for imp in model.opset_import) or _uses_default_domain(model.graph):
+        raise ConversionError(Issue(Reason.UNSUPPORTED_OPSET, "the model imports no default-domain opset"))
+    # Only other domains (e.g. ai.onnx.ml): no default-domain node exists, so the newest opset serves
+    # as the (unused) default.
+    return MAX_OPSET
+
+
+def _uses_default_domain(graph: onnx.GraphProto) -> bool:
+    """True when ``graph`` or one of its subgraphs has a default-domain node."""
+    for node in graph.node:
+        if node.domain in ("", "ai.onnx"):
+            return True
+        for attr in node.attribute:
+            subgraphs = [attr.g] if attr.HasField("g") else list(attr.graphs)
+            if any(_uses_default_domain(g) for g in subgraphs):
+                return True
+    return False

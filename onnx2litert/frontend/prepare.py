@@ -66,7 +66,7 @@ def prepare(source: str | os.PathLike | bytes | onnx.ModelProto, options: Conver
     inputs = [i.name for i in model.graph.input if i.name not in constants]
     _fix_input_shapes(model, inputs, options)
     _check_topology(model, constants, inputs)
-    original_nodes = _remove_passthrough_nodes(model, constants)
+    original_nodes = _remove_passthrough_nodes(model, constants, opset)
     shapes, dtypes = _infer(model, constants)
     for _ in range(_MAX_FOLD_ROUNDS):
         folded = fold_constants(model, constants, shapes, dtypes, opset)
@@ -191,7 +191,7 @@ def _check_topology(model: onnx.ModelProto, constants: dict[str, np.ndarray], in
     model.graph.node.extend(sorted_nodes)
 
 
-def _is_passthrough(node: onnx.NodeProto, constants: dict[str, np.ndarray], used: set[str]) -> bool:
+def _is_passthrough(node: onnx.NodeProto, constants: dict[str, np.ndarray], used: set[str], opset: int) -> bool:
     """Identity, or Dropout that is the identity at inference (mask unused, not training)."""
     if node.domain not in ("", "ai.onnx") or not node.input or not node.input[0]:
         return False
@@ -201,6 +201,10 @@ def _is_passthrough(node: onnx.NodeProto, constants: dict[str, np.ndarray], used
         return False
     if len(node.output) > 1 and node.output[1] and node.output[1] in used:
         return False  # the mask is read by someone
+    if opset < 7:  # Dropout-1..6: is_test=0 (the default) with a non-zero ratio is training mode (random)
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if not attrs.get("is_test", 0) and attrs.get("ratio", 0.5) != 0:
+            return False
     if len(node.input) > 2 and node.input[2]:
         mode = constants.get(node.input[2])
         if mode is None or bool(np.asarray(mode).reshape(-1)[0]):
@@ -208,7 +212,8 @@ def _is_passthrough(node: onnx.NodeProto, constants: dict[str, np.ndarray], used
     return True
 
 
-def _remove_passthrough_nodes(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> list[onnx.NodeProto]:
+def _remove_passthrough_nodes(model: onnx.ModelProto, constants: dict[str, np.ndarray], opset: int
+                              ) -> list[onnx.NodeProto]:
     """Drop Identity and inference Dropout; return the record list for ``original_nodes``.
 
     Consumers are rewired to the pass-through node's input. When the node produces a graph
@@ -232,7 +237,7 @@ def _remove_passthrough_nodes(model: onnx.ModelProto, constants: dict[str, np.nd
         return name
 
     for i, node in enumerate(nodes):
-        if not _is_passthrough(node, constants, used):
+        if not _is_passthrough(node, constants, used, opset):
             continue
         src, dst = resolve(node.input[0]), node.output[0]
         if dst in sub_used:

@@ -182,6 +182,8 @@ class LowerContext:
         shape = tuple(x.shape[p] for p in perm)
         if x.is_const and out is None:
             return self.new_const(np.transpose(x.data, perm), hint="transposed")
+        if perm == tuple(range(len(perm))):  # identity (incl. rank 0/1): LiteRT's rank-0 TRANSPOSE misbehaves
+            return x if out is None else self.reshape(x, shape, out=out)
         return self.emit1("TRANSPOSE", [x, self.new_const(np.array(perm, np.int32), hint="perm")],
                           shape, x.dtype, "transpose", out)
 

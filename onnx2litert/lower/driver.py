@@ -201,7 +201,7 @@ def _lower_nodes(prepared: PreparedGraph, builder: GraphBuilder) -> tuple[list[N
         blocked = any(n and n not in builder.values and n not in builder.constants for n in node.input)
         # A lowering that handles zero-sized tensors itself also validates the node (e.g. Reshape sizes).
         if not blocked and not (entry is not None and entry.zero_size_inputs) \
-                and _empty_outputs_as_constants(node, builder):
+                and _has_zero_sized_input(node, builder) and _empty_outputs_as_constants(node, builder):
             record.message = "every output is zero-sized: written as empty constants"
             continue
         if entry is None and REGISTRY.knows(node.domain, node.op_type):
@@ -235,6 +235,9 @@ def _lower_nodes(prepared: PreparedGraph, builder: GraphBuilder) -> tuple[list[N
                 record.litert_ops = [op.opcode for op in ctx.emitted]
             except LoweringError as exc:
                 error = exc
+                del builder.operators[len(builder.operators) - len(ctx.emitted):]
+            except Exception as exc:  # a bug in a lowering: report it on its node, never as a raw traceback
+                error = LoweringError(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
                 del builder.operators[len(builder.operators) - len(ctx.emitted):]
         if error is not None:
             if record.dispatch != "blocked":
@@ -308,6 +311,12 @@ def _check_dtype(entry, ctx: LowerContext) -> None:
     if dtype not in entry.dtypes:
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE,
                        f"input {i} has dtype {dtype}; this lowering accepts {', '.join(entry.dtypes)}")
+
+
+def _has_zero_sized_input(node: onnx.NodeProto, builder: GraphBuilder) -> bool:
+    """Only a node that already reads a zero-sized tensor may skip its lowering: an empty output
+    computed from non-empty inputs usually means an invalid node the lowering must reject."""
+    return any(n and (t := builder.value(n)) is not None and 0 in t.shape for n in node.input)
 
 
 def _empty_outputs_as_constants(node: onnx.NodeProto, builder: GraphBuilder) -> bool:

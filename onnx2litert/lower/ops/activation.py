@@ -117,8 +117,9 @@ def lower_elu(node: NodeView, ctx: LowerContext) -> None:
 def lower_selu(node: NodeView, ctx: LowerContext) -> None:
     """gamma * RELU(x) + gamma * alpha * ELU(MIN(x, 0))."""
     x = ctx.input(0)
-    alpha = float(np.float32(node.attr("alpha", _SELU_ALPHA)))
-    gamma = float(np.float32(node.attr("gamma", _SELU_GAMMA)))
+    old = node.opset < 6  # Selu-1 had rounder defaults
+    alpha = float(np.float32(node.attr("alpha", 1.6732 if old else _SELU_ALPHA)))
+    gamma = float(np.float32(node.attr("gamma", 1.0507 if old else _SELU_GAMMA)))
     _scaled_elu(ctx, x, gamma, gamma * alpha, unary_output(ctx, x))
 
 
@@ -142,6 +143,8 @@ def _clip_bound(node: NodeView, ctx: LowerContext, index: int, attr: str, x: Ten
     """The min (index 1) or max (index 2) of Clip: None, a constant scalar or a runtime tensor."""
     if node.opset < 11:
         value = node.attr(attr)
+        if value is None and node.opset >= 6:  # Clip-6 defaults are the float32 limits: inf is clipped
+            value = float(np.finfo(np.float32).min if attr == "min" else np.finfo(np.float32).max)
         return None if value is None else float(np.float32(value))
     if not ctx.has_input(index):
         return None

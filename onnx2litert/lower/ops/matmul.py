@@ -215,6 +215,9 @@ def lower_gemm(node: NodeView, ctx: LowerContext) -> None:
     trans_b = bool(node.attr("transB", 0))
     m = a.shape[1] if trans_a else a.shape[0]
     n = b.shape[0] if trans_b else b.shape[1]
+    k_a, k_b = (a.shape[0] if trans_a else a.shape[1]), (b.shape[1] if trans_b else b.shape[0])
+    if k_a != k_b:
+        raise ctx.fail(Reason.INVALID_MODEL, f"Gemm inner dimensions differ: A' is {m}x{k_a}, B' is {k_b}x{n}")
     out = ctx.output(0, (m, n), a.dtype)
     use_c = ctx.has_input(2) and beta != 0.0  # beta == 0: C does not contribute
     c_const = ctx.const(2) if use_c else None
