@@ -1,7 +1,8 @@
 """Comparisons, boolean logic, selection and bitwise ops.
 
 Ops: Equal, Greater, GreaterOrEqual, Less, LessOrEqual, And, Or, Xor, Not, Where, IsNaN, IsInf,
-Sign, BitShift, BitwiseAnd, BitwiseOr, BitwiseXor, BitwiseNot.
+Sign, BitShift, BitwiseAnd, BitwiseOr, BitwiseXor, BitwiseNot, and OptionalHasElement /
+OptionalGetElement on plain (non-optional) tensors.
 
 Kernel facts this module relies on (checked in the stock interpreter, with and without XNNPACK):
 
@@ -135,6 +136,32 @@ def lower_not(node: NodeView, ctx: LowerContext) -> None:
     """LOGICAL_NOT."""
     x = ctx.input(0)
     ctx.emit1("LOGICAL_NOT", [x], x.shape, _BOOL, out=ctx.output(0, x.shape, _BOOL))
+
+
+# -- Optional on plain tensors ---------------------------------------------------------------------
+# Sequence/optional-typed values never reach the lowerings (graph I/O of those types is refused and
+# no lowering produces them), so an input here is a plain tensor, or absent: an empty optional.
+_ONNX_ALL = ALL_NUMERIC + ("bool", "string")
+
+
+@lowering("OptionalHasElement", since=15, onnx_dtypes=_ONNX_ALL, dtypes=_ONNX_ALL, verified=("float32",),
+          dtype_input=None, zero_size_inputs=True)
+def lower_optional_has_element(node: NodeView, ctx: LowerContext) -> None:
+    """A constant: True for a tensor input, False for a missing (empty) input."""
+    present = ctx.has_input(0)
+    if present:
+        ctx.input(0)  # a value the IR knows: a plain tensor
+    ctx.graph.values[node.outputs[0]] = ctx.new_const(np.array(present, _BOOL), hint="has_element")
+
+
+@lowering("OptionalGetElement", since=15, onnx_dtypes=_ONNX_ALL, dtypes=_ONNX_ALL, verified=("float32", "int32"),
+          dtype_input=None)
+def lower_optional_get_element(node: NodeView, ctx: LowerContext) -> None:
+    """The element of a tensor input is the tensor itself: a copy."""
+    if not ctx.has_input(0):
+        raise ctx.fail(Reason.INVALID_MODEL, "OptionalGetElement of an empty optional is an error")
+    x = ctx.input(0)
+    ctx.reshape(x, x.shape, out=ctx.output(0, x.shape, x.dtype))
 
 
 # ONNX Runtime has no bool Where kernel to compare against, so bool is accepted (the test checks

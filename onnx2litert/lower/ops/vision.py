@@ -1,4 +1,4 @@
-"""Lowerings of the vision family: GridSample, RoiAlign, NonMaxSuppression.
+"""Lowerings of the vision family: GridSample, RoiAlign, NonMaxSuppression, DeformConv, SpaceToDepth (28).
 
 GridSample and RoiAlign are written as exact elementwise programs: sample coordinates are
 computed from the run-time grid / boxes (MUL/ADD/FLOOR/MINIMUM/MAXIMUM/SELECT_V2), corner
@@ -12,6 +12,10 @@ a run-time ``max_output_boxes_per_class`` only shortens each prefix: MINIMUM wit
 The padded (batch, class, box) rows of all pairs are concatenated, the valid rows are found
 with WHERE (dynamic count, like NonZero) and picked with GATHER_ND: the output is the exact
 ONNX [num_selected, 3] int64 tensor with a dynamic first dimension.
+
+DeformConv (2-D) samples like GridSample (bilinear, zero padding, pixel coordinates) at the
+run-time offset positions and contracts the samples with the weights in one BATCH_MATMUL.
+SpaceToDepth's opset-28 definition (``mode`` DCR/CRD) lives here so resize.py keeps the older one.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import FLOATS, lowering
 from .elementwise import emit_binary, emit_unary, scalar
+from .resize import _SPACE_DEPTH_DTYPES, _SPACE_DEPTH_ONNX_DTYPES, lower_space_to_depth
 
 _F32 = np.dtype(np.float32)
 _I32 = np.dtype(np.int32)
@@ -492,3 +497,150 @@ def _nms_scalar(ctx: LowerContext, i: int, dtype: np.dtype, default: float, what
             t = emit_binary(ctx, "MINIMUM", t, scalar(ctx, np.iinfo(np.int32).max, _I64, "int32_max"), hint="clamp")
         t = _cast(ctx, t, dtype)
     return ctx.reshape(t, ())
+
+
+# -- DeformConv ------------------------------------------------------------------------------------
+def _deform_positions(out_hw: tuple[int, int], kernel: tuple[int, int], strides: list[int], pads: list[int],
+                      dilations: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The undeformed sampling rows / columns, each [K, OH, OW] (K = kh * kw, kernel row-major)."""
+    (oh, ow), (kh, kw) = out_hw, kernel
+    ky, kx = np.meshgrid(np.arange(kh) * dilations[0], np.arange(kw) * dilations[1], indexing="ij")
+    rows = np.arange(oh) * strides[0] - pads[0]
+    cols = np.arange(ow) * strides[1] - pads[1]
+    base_y = ky.reshape(-1, 1, 1) + rows.reshape(1, -1, 1) + np.zeros((1, 1, ow))
+    base_x = kx.reshape(-1, 1, 1) + cols.reshape(1, 1, -1) + np.zeros((1, oh, 1))
+    return base_y.astype(np.float32), base_x.astype(np.float32)
+
+
+def _bilinear_zeros(ctx: LowerContext, table: Tensor, base: Tensor, y: Tensor, x: Tensor, h: int, w: int
+                    ) -> Tensor:
+    """Bilinear samples of ``table`` [R, C] at pixel coordinates (y, x) [..., 1]; zero outside the image.
+
+    ``base`` [..., 1] is the flat row of pixel (0, 0) of each sample's image. Each of the four
+    corners contributes only when it lies inside the image (zero padding), as in the ONNX reference
+    (GridSample with align_corners=1 on pixel coordinates).
+    """
+    y0 = emit_unary(ctx, "FLOOR", y, hint="y0")
+    x0 = emit_unary(ctx, "FLOOR", x, hint="x0")
+    fy, fx = _sub(ctx, y, y0), _sub(ctx, x, x0)
+    wy = (_sub(ctx, _f(ctx, 1.0), fy), fy)
+    wx = (_sub(ctx, _f(ctx, 1.0), fx), fx)
+    ys = (_corner_index(ctx, y0, h, "zeros", True), _corner_index(ctx, _add(ctx, y0, _f(ctx, 1.0)), h, "zeros", True))
+    xs = (_corner_index(ctx, x0, w, "zeros", True), _corner_index(ctx, _add(ctx, x0, _f(ctx, 1.0)), w, "zeros", True))
+    total = None
+    for a in (0, 1):
+        row = _add(ctx, base, _mul(ctx, ys[a][0], _f(ctx, w)) if w != 1 else ys[a][0])
+        part = None
+        for b in (0, 1):
+            value = _gather_rows(ctx, table, _add(ctx, row, xs[b][0]))
+            value = _select(ctx, _and(ctx, ys[a][1], xs[b][1]), value, _f(ctx, 0.0))
+            term = _mul(ctx, wx[b], value)
+            part = term if part is None else _add(ctx, part, term)
+        term = _mul(ctx, wy[a], part)
+        total = term if total is None else _add(ctx, total, term)
+    return total
+
+
+@lowering("DeformConv", since=19, onnx_dtypes=FLOATS)
+def lower_deform_conv(node: NodeView, ctx: LowerContext) -> None:
+    """2-D DeformConv: exact bilinear sampling at the offset positions (GATHER), then one matmul.
+
+    Every (offset group, kernel tap, output pixel) gets its sampling position from the run-time
+    offsets; the samples of all input channels of the group are gathered from the channels-last
+    input, scaled by the optional mask, laid out as [N*OH*OW, C*K] columns and multiplied with
+    the (run-time or constant) weights [OC, C/group*K] per convolution group (BATCH_MATMUL).
+    """
+    x, w, offset = ctx.input(0), ctx.input(1), ctx.input(2)
+    for i in range(5):
+        if ctx.has_input(i) and ctx.in_dtype(i) != _F32:
+            raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"input {i} has dtype {ctx.in_dtype(i).name}; only float32")
+    if x.rank != 4 or w.rank != 4 or offset.rank != 4:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "only 2-D DeformConv (4-D X, W, offset) is supported")
+    n, c, h, wd = x.shape
+    oc, cpg, kh, kw = w.shape
+    kernel = tuple(int(k) for k in node.attr("kernel_shape", [kh, kw]))
+    group, ogroup = int(node.attr("group", 1)), int(node.attr("offset_group", 1))
+    strides = [int(v) for v in node.attr("strides", [1, 1])]
+    dilations = [int(v) for v in node.attr("dilations", [1, 1])]
+    pads = [int(v) for v in node.attr("pads", [0, 0, 0, 0])]
+    oh, ow = offset.shape[2:]
+    k = kh * kw
+    if kernel != (kh, kw) or group < 1 or ogroup < 1 or c != cpg * group or oc % group or c % ogroup:
+        raise ctx.fail(Reason.INVALID_MODEL, f"DeformConv shapes X {list(x.shape)}, W {list(w.shape)} do not fit "
+                                             f"group={group}, offset_group={ogroup}, kernel_shape={list(kernel)}")
+    expect = [(size + pads[i] + pads[i + 2] - (kk - 1) * dilations[i] - 1) // strides[i] + 1
+              for i, (size, kk) in enumerate(((h, kh), (wd, kw)))]
+    if offset.shape != (n, ogroup * k * 2, oh, ow) or [oh, ow] != expect:
+        raise ctx.fail(Reason.INVALID_MODEL, f"offset shape {list(offset.shape)} does not fit the convolution")
+    if ctx.has_input(4) and ctx.in_shape(4) != (n, ogroup * k, oh, ow):
+        raise ctx.fail(Reason.INVALID_MODEL, f"mask shape {list(ctx.in_shape(4))} does not fit the convolution")
+    if ctx.has_input(3) and ctx.in_shape(3) != (oc,):
+        raise ctx.fail(Reason.INVALID_MODEL, f"bias shape {list(ctx.in_shape(3))} is not [{oc}]")
+    if min(x.shape + w.shape + (oh, ow)) <= 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "zero-sized tensors are not supported")
+    if n * ogroup * h * wd >= 1 << 24:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "the input is too large for float32 row indices")
+    cg = c // ogroup
+
+    # table rows: (batch, offset group, y, x); columns: the group's cg channels
+    grouped = ctx.reshape(x, (n, ogroup, cg, h, wd))
+    table = ctx.reshape(ctx.transpose(grouped, (0, 1, 3, 4, 2)), (n * ogroup * h * wd, cg))
+    base = ctx.new_const((np.arange(n * ogroup) * (h * wd)).astype(np.float32).reshape(n, ogroup, 1, 1, 1, 1),
+                         hint="base")
+    # offsets [N, G*K*2, OH, OW] -> (y, x) each [N, G, K, OH, OW, 1]
+    off = ctx.reshape(offset, (n, ogroup, k, 2, oh, ow))
+    dy, dx = (ctx.emit1("SLICE", [off, ctx.new_const(np.array([0, 0, 0, i, 0, 0], np.int32), hint="begin"),
+                                  ctx.new_const(np.array([n, ogroup, k, 1, oh, ow], np.int32), hint="size")],
+                        (n, ogroup, k, 1, oh, ow), _F32, "off") for i in (0, 1))
+    base_y, base_x = _deform_positions((oh, ow), (kh, kw), strides, pads, dilations)
+    shape6 = (n, ogroup, k, oh, ow, 1)
+    y = _add(ctx, ctx.reshape(dy, shape6), ctx.new_const(base_y.reshape(1, 1, k, oh, ow, 1), hint="base_y"))
+    xx = _add(ctx, ctx.reshape(dx, shape6), ctx.new_const(base_x.reshape(1, 1, k, oh, ow, 1), hint="base_x"))
+    samples = _bilinear_zeros(ctx, table, base, y, xx, h, wd)  # [N, G, K, OH, OW, cg]
+    if ctx.has_input(4):
+        samples = _mul(ctx, samples, ctx.reshape(ctx.input(4), shape6))
+    # columns ordered (channel, tap) like W's (C/group, kh, kw)
+    cols = ctx.transpose(samples, (0, 3, 4, 1, 5, 2))  # [N, OH, OW, G, cg, K]
+    rows = n * oh * ow
+    if group == 1:
+        wmat = ctx.reshape(w, (oc, cpg * k))
+        y2 = ctx.emit1("BATCH_MATMUL", [ctx.reshape(cols, (rows, c * k)), wmat], (rows, oc), _F32, "matmul",
+                       adjX=False, adjY=True, asymmetricQuantizeInputs=False)
+    else:
+        a = ctx.transpose(ctx.reshape(cols, (rows, group, cpg * k)), (1, 0, 2))
+        wmat = ctx.reshape(w, (group, oc // group, cpg * k))
+        prod = ctx.emit1("BATCH_MATMUL", [a, wmat], (group, rows, oc // group), _F32, "matmul",
+                         adjX=False, adjY=True, asymmetricQuantizeInputs=False)
+        y2 = ctx.reshape(ctx.transpose(prod, (1, 0, 2)), (rows, oc))
+    y4 = ctx.reshape(y2, (n, oh, ow, oc))
+    if ctx.has_input(3):
+        y4 = _add(ctx, y4, ctx.input(3))
+    ctx.from_channels_last(y4, out=ctx.output(0, (n, oc, oh, ow), _F32))
+
+
+# -- SpaceToDepth (opset 28: mode attribute) -------------------------------------------------------
+@lowering("SpaceToDepth", since=28, onnx_dtypes=_SPACE_DEPTH_ONNX_DTYPES, dtypes=_SPACE_DEPTH_DTYPES,
+          verified=("float32",))
+def lower_space_to_depth_28(node: NodeView, ctx: LowerContext) -> None:
+    """SpaceToDepth with ``mode``: DCR -> SPACE_TO_DEPTH; CRD -> SPACE_TO_DEPTH + channel regrouping.
+
+    LiteRT's SPACE_TO_DEPTH orders the depth (block row, block col, channel) like DCR; CRD wants
+    (channel, block row, block col): swap the two channel factors with RESHAPE/TRANSPOSE.
+    """
+    mode = str(node.attr("mode", "DCR"))
+    if mode not in ("DCR", "CRD"):
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"mode '{mode}'")
+    if mode == "DCR":
+        lower_space_to_depth(node, ctx)
+        return
+    b = int(node.attr("blocksize", 0))
+    x = ctx.input(0)
+    if b < 1 or x.rank != 4:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"blocksize {b} on a rank-{x.rank} input")
+    n, c, h, w = x.shape
+    if h % b or w % b:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"spatial size {h}x{w} not divisible by blocksize")
+    oh, ow, bb = h // b, w // b, b * b
+    y = ctx.emit1("SPACE_TO_DEPTH", [ctx.to_channels_last(x)], (n, oh, ow, c * bb), x.dtype, "s2d", blockSize=b)
+    y = ctx.reshape(ctx.transpose(ctx.reshape(y, (n, oh, ow, bb, c)), (0, 1, 2, 4, 3)), (n, oh, ow, c * bb))
+    ctx.from_channels_last(y, out=ctx.output(0))
