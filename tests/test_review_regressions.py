@@ -87,3 +87,15 @@ def test_dropout6_in_training_mode_is_not_dropped():
                        [("y", np.float32, [2, 3])], opset=6)
     with pytest.raises(onnx2litert.ConversionError):
         onnx2litert.convert(model)
+
+
+def test_nodes_behind_an_unsupported_node_are_blocked_not_blamed():
+    model = make_model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                        helper.make_node("Bernoulli", ["r"], ["b"], name="bern"),
+                        helper.make_node("Sigmoid", ["b"], ["y"], name="sig")],
+                       [("x", np.float32, [2, 3])], [("y", np.float32, [2, 3])])
+    exc = expect_failure(model, "custom_op_candidate_disabled", report_op_coverage=True)
+    nodes = {n["name"]: n for n in exc.report["nodes"]}
+    assert nodes["sig"]["dispatch"] == "blocked" and nodes["sig"]["reason_code"] is None
+    assert exc.report["reason_counts"] == {"custom_op_candidate_disabled": 1}
+    assert exc.report["summary"]["lowered_nodes"] == 2

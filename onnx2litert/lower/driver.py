@@ -240,10 +240,12 @@ def _lower_nodes(prepared: PreparedGraph, builder: GraphBuilder) -> tuple[list[N
                 error = LoweringError(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
                 del builder.operators[len(builder.operators) - len(ctx.emitted):]
         if error is not None:
-            if record.dispatch != "blocked":
+            if record.dispatch == "blocked":  # not this node's fault: no reason code of its own
+                record.message = error.message
+            else:
                 record.dispatch = "unsupported"
                 issues.append(Issue(error.reason, error.message, view.name, node.op_type))
-            record.reason_code, record.message = error.reason.value, error.message
+                record.reason_code, record.message = error.reason.value, error.message
             for out in node.output:
                 builder.values.pop(out, None)
     return records, issues

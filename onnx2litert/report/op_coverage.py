@@ -23,7 +23,8 @@ def op_coverage_report(model_name: str, opset: int | None, records: list[NodeRec
     for issue in issues:  # model-level problems (no node)
         if issue.node_name is None:
             reasons[issue.reason.value] += 1
-    considered = [r for r in records if r.dispatch not in ("constant_folded", "removed")]
+    # Blocked nodes (behind an unsupported one) are not judged: they count neither way.
+    considered = [r for r in records if r.dispatch not in ("constant_folded", "removed", "blocked")]
     converted = [r for r in considered if r.dispatch in ("builtin", "custom")]
     custom = [r.name for r in records if r.dispatch == "custom"]
     policy = _policy_block(custom_op_policy, records, options_summary, custom)
