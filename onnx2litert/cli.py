@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Sequence, TextIO
 
 from . import __version__
 from .errors import REASON_DESCRIPTIONS, ConversionError, Issue, Reason
-from .options import (BACKENDS, COMPARE_MODES, EVAL_TARGETS, QUANT_IO_DTYPES, QUANT_TYPES, SPLIT_EVAL_REFERENCES,
-                      ConversionOptions, parse_input_shape, parse_name_list)
+from .options import (BACKENDS, COMPARE_MODES, DEFAULT_SPLIT_MAX_BYTES, DEFAULT_SPLIT_TARGET_BYTES, EVAL_TARGETS,
+                      QUANT_IO_DTYPES, QUANT_TYPES, SPLIT_EVAL_REFERENCES, ConversionOptions, parse_input_shape,
+                      parse_name_list)
 from .split.sizes import parse_byte_size
 
 if TYPE_CHECKING:
@@ -96,10 +97,6 @@ def _custom_inputs(entries: list[list[str]] | None) -> tuple[tuple, ...]:
             raise ConversionError(Issue(Reason.INVALID_OPTION, f"-cind {name}: {exc}")) from None
         result.append((name, path, *stats, *([None] * (2 - len(stats)))))
     return tuple(result)
-
-
-_DEFAULT_SPLIT_TARGET = 1_060_000_000
-_DEFAULT_SPLIT_MAX = 1_073_741_824
 
 
 def _byte_size(text: str) -> int:
@@ -204,10 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "<stem>_split_plan.json and <stem>_split_manifest.json (-easm: onnx2tf's newer name)")
     split.add_argument("--tflite_split_target_bytes", "-asms", "--auto_split_max_size",
                        dest="tflite_split_target_bytes", type=_byte_size, default=None, metavar="SIZE",
-                       help="size a part aims for: bytes or 512KB/100MB/1GB (default 1060000000)")
+                       help=f"size a part aims for: bytes or 512KB/100MB/1GB (default {DEFAULT_SPLIT_TARGET_BYTES})")
     split.add_argument("--tflite_split_max_bytes", type=_byte_size, default=None, metavar="SIZE",
-                       help="hard maximum size of a part (default 1073741824); a single op above it fails "
-                            "with split_impossible")
+                       help=f"hard maximum size of a part (default {DEFAULT_SPLIT_MAX_BYTES}, or the target "
+                            "when that is larger); a single op above it fails with split_impossible")
     split.add_argument("--eval_split_models", nargs="?", const="onnx", default=None,
                        choices=SPLIT_EVAL_REFERENCES,
                        help="run the parts in sequence and compare with ONNX Runtime (default) or the unsplit "
@@ -238,7 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def options_from_args(args: argparse.Namespace) -> ConversionOptions:
-    """Build the one immutable options object from parsed flags."""
+    """Build the one immutable options object from parsed flags.
+
+    Implied options (-efot -> -ewo, --eval_split_models -> splitting, -asms above the default
+    max -> a larger max) are ConversionOptions' own rules, so the API behaves the same.
+    """
+    # Split sizes that were not given stay unset, so ConversionOptions can tell them apart.
+    sizes = {k: v for k in ("tflite_split_target_bytes", "tflite_split_max_bytes")
+             if (v := getattr(args, k)) is not None}
     return ConversionOptions(
         output_folder=args.output_folder_path,
         tflite_backend=args.tflite_backend,
@@ -249,8 +253,7 @@ def options_from_args(args: argparse.Namespace) -> ConversionOptions:
         keep_ncw_or_nchw_or_ncdhw_input_names=tuple(args.keep_ncw_or_nchw_or_ncdhw_input_names or ()),
         keep_all_inputs_layout=args.keep_all_inputs_layout,
         report_op_coverage=args.report_op_coverage,
-        # -efot without -ewo would silently check nothing; asking to fail on accuracy implies evaluating.
-        eval_with_onnx=args.eval_with_onnx or args.eval_fail_on_threshold,
+        eval_with_onnx=args.eval_with_onnx,
         eval_target_tflite=args.eval_target_tflite,
         eval_compare_mode=args.eval_compare_mode,
         eval_num_samples=args.eval_num_samples,
@@ -267,18 +270,15 @@ def options_from_args(args: argparse.Namespace) -> ConversionOptions:
         custom_input_op_name_np_data_path=_custom_inputs(args.custom_input_op_name_np_data_path),
         calibration_num_samples=args.calibration_num_samples,
         calibration_percentile=args.calibration_percentile,
-        auto_split_tflite_by_size=args.auto_split_tflite_by_size or args.eval_split_models is not None,
-        tflite_split_target_bytes=(args.tflite_split_target_bytes if args.tflite_split_target_bytes is not None
-                                   else _DEFAULT_SPLIT_TARGET),
-        # -asms alone above the default max raises the max with it (onnx2tf has only the one size)
-        tflite_split_max_bytes=(args.tflite_split_max_bytes if args.tflite_split_max_bytes is not None
-                                else max(_DEFAULT_SPLIT_MAX, args.tflite_split_target_bytes or 0)),
+        auto_split_tflite_by_size=args.auto_split_tflite_by_size,
+        **sizes,
         eval_split_models=args.eval_split_models,
         tflite_external_buffers_threshold_bytes=args.tflite_external_buffers_threshold_bytes,
         flatbuffer_direct_allow_custom_ops=args.flatbuffer_direct_allow_custom_ops,
         flatbuffer_direct_custom_op_allowlist=parse_name_list(args.flatbuffer_direct_custom_op_allowlist or ()),
         optimize=not args.disable_optimizations,
         verbose=args.verbose,
+        show_progress=True,
     )
 
 
@@ -329,6 +329,8 @@ def _print_summary(result: "ConversionResult", elapsed: float, verbose: bool, ou
     if acc is not None:
         ov = acc["overall"]
         verdict = "PASS" if acc["pass"] else "FAIL"
+        if ov.get("nonfinite"):
+            verdict += " (NaN/inf outputs the reference does not have)"
         out.write(f"accuracy ({acc['target']} vs ONNX Runtime, {acc['num_samples']} sample(s)): {verdict} "
                   f"cosine {ov['cosine']:.6f}, max_abs {ov['max_abs']:.3g}, relative_l2 {ov['relative_l2']:.3g}"
                   f" -> {result.report_paths.get('accuracy', '-')}\n")

@@ -21,8 +21,8 @@ from .lower import REGISTRY, lower_graph
 from .dynamic import NotGeneral, fallback_or_fail, generalize, plan_dynamic, representative_hint
 from .options import ConversionOptions
 from .passes import run_passes
-from .quantize import (collect_ranges, load_samples, quantize_integer, ranges_by_position, to_dynamic_range,
-                       to_float16_weights)
+from .quantize import collect_ranges, load_samples, quantize_integer, ranges_by_position, to_dynamic_range
+from .quantize.float16 import float16_variant
 from .report import op_coverage_report
 from .export.flatbuffer import FileImage
 from .split.large_export import IN_MEMORY_LIMIT, constant_bytes, prepare_export
@@ -66,11 +66,15 @@ def convert(model_or_path: ModelSource, output_folder: str | os.PathLike | None 
     """Convert an ONNX model (path, bytes or ModelProto) to LiteRT.
 
     With ``output_folder`` the files ``<stem>_float32.tflite`` and ``<stem>_float16.tflite``
-    (and requested reports) are written there; the bytes are always in ``result.artifacts``.
+    (and requested reports) are written there. Without it, every file's bytes are in
+    ``result.artifacts``; with it, a file larger than 256 MiB is streamed to disk and is only in
+    ``result.paths`` (which always lists every file written).
     ``output_dynamic_range_quantized_tflite`` / ``output_integer_quantized_tflite`` add the
     ``<stem>_dynamic_range_quant.tflite`` and ``<stem>_{integer_quant, full_integer_quant,
     integer_quant_with_int16_act, full_integer_quant_with_int16_act}.tflite`` variants.
-    Options use the CLI's long names (e.g. ``report_op_coverage=True``). Raises
+    Options use the CLI's long names (e.g. ``report_op_coverage=True``), except ``optimize=False``
+    (``--disable_optimizations``) and ``dynamic_shapes=False`` (``--no_dynamic_shapes``); the CLI's
+    aliases (``-easm``, ``-asms``...) are CLI-only. Raises
     :class:`ConversionError` with every blocking problem when the model cannot be converted.
     """
     opts = ConversionOptions.from_kwargs(
@@ -153,7 +157,10 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
         # A large model's fp16 weights are converted chunk by chunk while being written,
         # instead of holding a second (half-size) copy of every weight.
         large = constant_bytes(model) > IN_MEMORY_LIMIT
-        fp16 = to_float16_weights(model, deferred=large)
+        fp16, kept_float32 = float16_variant(model, deferred=large)
+        if kept_float32:
+            result.warnings.append(f"{len(kept_float32)} constants stay float32 in the float16 file "
+                                   f"(values beyond the float16 range)")
         _emit(result, "float16", prepare_export(fp16, threshold), out_dir)
         del fp16
     result.timings["export_s"] = time.perf_counter() - t0
@@ -238,8 +245,8 @@ def _quantized_variants(model, prepared: PreparedGraph, opts: ConversionOptions,
     float32 = _artifact(result, "float32")
     if not isinstance(float32, bytes):
         float32 = Path(float32).read_bytes()  # calibration needs the bytes of the float model
-    ranges = collect_ranges(model, float32, samples, result.io_layout,
-                            opts.calibration_percentile)
+    ranges = collect_ranges(model, float32, samples, result.io_layout, opts.calibration_percentile,
+                            progress=opts.verbose or opts.show_progress)
     positions = ranges_by_position(model, ranges)
     qreport["calibration"] = {"num_samples": len(samples), "synthetic": bool(messages),
                               "percentile": opts.calibration_percentile}
@@ -335,8 +342,22 @@ def _write_atomic(path: Path, data: bytes) -> str:
 
 
 def _write_json(out_dir: Path, name: str, report: dict) -> str:
-    text = json.dumps(report, indent=2, sort_keys=False, default=_json_default)
+    """Write a report as strict JSON: NaN and +/-inf (e.g. a failed output's max_abs) become null."""
+    text = json.dumps(_finite_json(report), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
     return _write_atomic(out_dir / name, text.encode())
+
+
+def _finite_json(value: object) -> object:
+    """``value`` with every non-finite float (Python or numpy) replaced by None, recursively."""
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        return [_finite_json(v) for v in value.tolist()]
+    return value
 
 
 def _json_default(value: object) -> object:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import math
+import os
+from dataclasses import dataclass
 
 from .errors import ConversionError, Issue, Reason
 
@@ -13,11 +15,27 @@ QUANT_IO_DTYPES = ("int8", "uint8")
 COMPARE_MODES = ("auto", "dequant", "raw")
 BACKENDS = ("flatbuffer_direct", "tf_converter")
 SPLIT_EVAL_REFERENCES = ("onnx", "unsplit_tflite")
+DEFAULT_SPLIT_TARGET_BYTES = 1_060_000_000
+DEFAULT_SPLIT_MAX_BYTES = 1_073_741_824
+# Which options produce each evaluable variant (float32 is always produced).
+_VARIANT_SOURCE = {
+    "float16": ("output_float16", "output_float16=True"),
+    "dynamic_range_quant": ("output_dynamic_range_quantized_tflite", "-odrqt/--output_dynamic_range_quantized_tflite"),
+    **{v: ("output_integer_quantized_tflite", "-oiqt/--output_integer_quantized_tflite")
+       for v in EVAL_TARGETS if "integer_quant" in v},
+}
 
 
 @dataclass(frozen=True)
 class ConversionOptions:
-    """Every knob of a conversion. Built once (CLI or API) and never mutated."""
+    """Every knob of a conversion. Built once (CLI or API) and never mutated.
+
+    Construction applies the implications the CLI documents, so the API behaves the same:
+    ``eval_fail_on_threshold`` implies ``eval_with_onnx``, ``eval_split_models`` implies
+    ``auto_split_tflite_by_size``, and an unset ``tflite_split_max_bytes`` is the default max,
+    raised to ``tflite_split_target_bytes`` when the target is above it. It then validates every
+    option (before anything is written) and raises ``invalid_option`` with all problems found.
+    """
 
     output_folder: str | None = None
     tflite_backend: str = "flatbuffer_direct"
@@ -54,15 +72,18 @@ class ConversionOptions:
     eval_compare_mode: str = "auto"
     eval_num_samples: int = 1
     eval_seed: int = 0
+    # Implies eval_with_onnx.
     eval_fail_on_threshold: bool = False
     eval_cosine_threshold: float = 0.999
     eval_max_abs_threshold: float | None = None
     # Size-based splitting of the float32 model into <stem>_0001.tflite... plus a plan and a
-    # manifest; parts aim for the target and never exceed the max.
+    # manifest; parts aim for the target and never exceed the max. None (not given): the
+    # default max, or the target when that is larger; an int after construction.
     auto_split_tflite_by_size: bool = False
-    tflite_split_target_bytes: int = 1_060_000_000
-    tflite_split_max_bytes: int = 1_073_741_824
+    tflite_split_target_bytes: int = DEFAULT_SPLIT_TARGET_BYTES
+    tflite_split_max_bytes: int | None = None
     # Evaluate the chained parts against "onnx" (ONNX Runtime) or "unsplit_tflite"; None: off.
+    # Implies auto_split_tflite_by_size.
     eval_split_models: str | None = None
     # Constant bytes above which a .tflite stores its constants after the flatbuffer
     # (Buffer.offset/size, past the 2 GiB flatbuffer limit); <= 0 forces that layout.
@@ -74,9 +95,11 @@ class ConversionOptions:
     # Passes (escape hatch for debugging; defaults are what users want).
     optimize: bool = True
     verbose: bool = False
-    extra: tuple[tuple[str, object], ...] = field(default=())
+    # A progress bar on stderr during calibration (the CLI sets it; verbose shows it too).
+    show_progress: bool = False
 
     def __post_init__(self) -> None:
+        self._apply_implications()
         problems = []
         if self.tflite_backend not in BACKENDS:
             problems.append(f"--tflite_backend must be one of {', '.join(BACKENDS)}, got '{self.tflite_backend}'")
@@ -102,6 +125,8 @@ class ConversionOptions:
                                 f"got {entry!r}")
         if self.eval_num_samples < 1:
             problems.append(f"--eval_num_samples must be >= 1, got {self.eval_num_samples}")
+        problems.extend(self._eval_problems())
+        problems.extend(self._path_problems())
         problems.extend(self._split_problems())
         if self.dynamic_dim_default < 1:
             problems.append(f"--dynamic_dim_default must be >= 1, got {self.dynamic_dim_default}")
@@ -124,8 +149,44 @@ class ConversionOptions:
             if self.eval_split_models not in SPLIT_EVAL_REFERENCES:
                 problems.append(f"--eval_split_models must be one of {', '.join(SPLIT_EVAL_REFERENCES)}, "
                                 f"got '{self.eval_split_models}'")
-            if not self.auto_split_tflite_by_size:
-                problems.append("--eval_split_models needs --auto_split_tflite_by_size")
+        return problems
+
+    def _apply_implications(self) -> None:
+        """Set the options other options imply (frozen dataclass: object.__setattr__)."""
+        if self.eval_fail_on_threshold:
+            # failing on accuracy without evaluating would silently check nothing
+            object.__setattr__(self, "eval_with_onnx", True)
+        if self.eval_split_models is not None:
+            object.__setattr__(self, "auto_split_tflite_by_size", True)
+        if self.tflite_split_max_bytes is None:
+            # onnx2tf has one size (-asms): a target above the default max raises the max with it
+            target = self.tflite_split_target_bytes
+            object.__setattr__(self, "tflite_split_max_bytes",
+                               max(DEFAULT_SPLIT_MAX_BYTES, target if isinstance(target, int) else 0))
+
+    def _eval_problems(self) -> list[str]:
+        problems = []
+        c = self.eval_cosine_threshold
+        if not isinstance(c, (int, float)) or math.isnan(c) or not -1.0 <= c <= 1.0:
+            problems.append(f"--eval_cosine_threshold must be a number in [-1, 1], got {c}")
+        m = self.eval_max_abs_threshold
+        if m is not None and (not isinstance(m, (int, float)) or math.isnan(m) or m < 0):
+            problems.append(f"--eval_max_abs_threshold must be a number >= 0, got {m}")
+        source = _VARIANT_SOURCE.get(self.eval_target_tflite)
+        if self.eval_with_onnx and source is not None and not getattr(self, source[0]):
+            problems.append(f"--eval_target_tflite {self.eval_target_tflite} is not produced by these options "
+                            f"(it needs {source[1]})")
+        return problems
+
+    def _path_problems(self) -> list[str]:
+        """Calibration files that do not exist (caught before any output is written)."""
+        problems = []
+        if self.calibration_data is not None and not os.path.isfile(self.calibration_data):
+            problems.append(f"--calibration_data file not found: '{self.calibration_data}'")
+        for entry in self.custom_input_op_name_np_data_path:
+            if 2 <= len(entry) <= 4 and not os.path.isfile(str(entry[1])):
+                problems.append(f"--custom_input_op_name_np_data_path file for input '{entry[0]}' not found: "
+                                f"'{entry[1]}'")
         return problems
 
     @classmethod
@@ -142,8 +203,8 @@ class ConversionOptions:
         elif ois is not None and not isinstance(ois, tuple):
             norm["overwrite_input_shape"] = tuple(parse_input_shape(s) if isinstance(s, str) else s for s in ois)
         keep = norm.get("keep_ncw_or_nchw_or_ncdhw_input_names")
-        if keep is not None and not isinstance(keep, tuple):
-            norm["keep_ncw_or_nchw_or_ncdhw_input_names"] = tuple(keep)
+        if keep is not None:  # a str would otherwise become its characters
+            norm["keep_ncw_or_nchw_or_ncdhw_input_names"] = parse_name_list(keep)
         allow = norm.get("flatbuffer_direct_custom_op_allowlist")
         if allow is not None:
             norm["flatbuffer_direct_custom_op_allowlist"] = parse_name_list(allow)

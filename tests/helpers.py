@@ -57,7 +57,7 @@ def random_inputs(model: onnx.ModelProto, seed: int = 0) -> dict[str, np.ndarray
         tt = vi.type.tensor_type
         shape = [d.dim_value for d in tt.shape.dim]
         dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type)
-        if np.dtype(dtype).kind == "f":
+        if np.dtype(dtype).kind == "f" or np.dtype(dtype).name == "bfloat16":
             feeds[vi.name] = rng.standard_normal(shape).astype(dtype)
         elif np.dtype(dtype).kind == "b":
             feeds[vi.name] = rng.integers(0, 2, shape).astype(bool)

@@ -275,17 +275,27 @@ def test_unsupported_op_lists_issue_lines(tmp_path: Path):
     assert cov["issues"][0]["reason_code"] == match.group(1)
 
 
-def test_efot_fails_on_threshold(tmp_path: Path, relu_add: Path, capfd: pytest.CaptureFixture):
+def test_efot_fails_on_threshold(tmp_path: Path, conv_model: Path, capfd: pytest.CaptureFixture):
     out = tmp_path / "out"
-    # A cosine above 1 can never be reached: evaluation must fail.
-    proc = run_cli("-i", relu_add, "-o", out, "-efot", "--eval_cosine_threshold", "1.5")
+    # float16 weights cannot reach a max_abs of 1e-12: evaluation must fail.
+    strict = ("-ett", "float16", "--eval_max_abs_threshold", "1e-12")
+    proc = run_cli("-i", conv_model, "-o", out, "-efot", *strict)
     assert proc.returncode == 3, proc.stderr
     assert stderr_lines(proc)[0].startswith("[accuracy_threshold_exceeded]")
-    assert json.loads((out / "relu_add_accuracy_report.json").read_text())["pass"] is False
+    assert json.loads((out / "conv_accuracy_report.json").read_text())["pass"] is False
     # Without -efot the verdict is reported but the exit status stays 0.
-    proc = run_in_process(capfd, "-i", relu_add, "-o", out, "-ewo", "--eval_cosine_threshold", "1.5")
+    proc = run_in_process(capfd, "-i", conv_model, "-o", out, "-ewo", *strict)
     assert proc.returncode == 0, proc.stderr
     assert "FAIL" in proc.stdout
+
+
+def test_cosine_threshold_outside_its_range_is_a_usage_error(tmp_path: Path, relu_add: Path,
+                                                              capfd: pytest.CaptureFixture):
+    out = tmp_path / "out"
+    proc = run_in_process(capfd, "-i", relu_add, "-o", out, "-efot", "--eval_cosine_threshold", "1.5")
+    assert proc.returncode == 2, proc.stderr
+    assert stderr_lines(proc)[0].startswith("[invalid_option] --eval_cosine_threshold")
+    assert not out.exists()  # validated before anything is written
 
 
 def _input_shape(tflite: Path) -> list[int]:
@@ -345,14 +355,17 @@ def test_parser_maps_k_and_kat_to_the_same_option():
     assert args.output_folder_path == "saved_model"
 
 
-def test_parser_maps_new_options():
-    args = build_parser().parse_args(["-i", "m.onnx", "-oiqt", "-qt", "per-tensor", "-cind", "x", "x.npy", "[0.5]", "2",
-                                      "--flatbuffer_direct_custom_op_allowlist", "A,B", "C"])
+def test_parser_maps_new_options(tmp_path: Path):
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.zeros((1, 3), np.float32))
+    args = build_parser().parse_args(["-i", "m.onnx", "-oiqt", "-qt", "per-tensor", "-cind", "x", str(npy), "[0.5]",
+                                      "2", "--flatbuffer_direct_custom_op_allowlist", "A,B", "C"])
     from onnx2litert.cli import options_from_args
 
     opts = options_from_args(args)
     assert opts.output_integer_quantized_tflite and opts.quant_type == "per-tensor"
-    assert opts.custom_input_op_name_np_data_path == (("x", "x.npy", [0.5], 2),)
+    assert opts.custom_input_op_name_np_data_path == (("x", str(npy), [0.5], 2),)
+    assert opts.show_progress  # the CLI shows the calibration progress bar; the API does not by default
     assert opts.flatbuffer_direct_custom_op_allowlist == ("A", "B", "C")
 
 

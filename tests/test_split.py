@@ -224,7 +224,7 @@ def test_planner_prefers_light_cuts() -> None:
     {"tflite_split_target_bytes": 0},
     {"tflite_split_target_bytes": 10, "tflite_split_max_bytes": 5},
     {"eval_split_models": "tflite", "auto_split_tflite_by_size": True},
-    {"eval_split_models": "onnx"},
+    {"eval_split_models": "tflite"},  # eval_split_models implies splitting; its value is still checked
 ])
 def test_invalid_split_options(kwargs: dict) -> None:
     expect_failure(_conv_net(channels=4), "invalid_option", **kwargs)

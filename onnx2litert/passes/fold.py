@@ -170,6 +170,13 @@ def share_constants(sg: Subgraph) -> bool:
     """
     buckets: dict[tuple, list[Tensor]] = {}
     canonical: dict[int, Tensor] = {}
+    edges: dict[int, tuple[bytes, bytes]] = {}  # _edges per tensor, computed once per call
+
+    def edges_of(c: Tensor) -> tuple[bytes, bytes]:
+        if id(c) not in edges:
+            edges[id(c)] = _edges(c)
+        return edges[id(c)]
+
     changed = False
     for op in sg.operators:
         new_inputs = []
@@ -177,7 +184,7 @@ def share_constants(sg: Subgraph) -> bool:
             if t is not None and t.is_const:
                 if id(t) not in canonical:
                     bucket = buckets.setdefault(_const_key(t), [])
-                    match = next((c for c in bucket if c is t or (_edges(c) == _edges(t)
+                    match = next((c for c in bucket if c is t or (edges_of(c) == edges_of(t)
                                                                   and np.array_equal(c.data, t.data))), None)
                     if match is None:
                         bucket.append(t)

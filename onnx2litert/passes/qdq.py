@@ -117,20 +117,69 @@ def recover_weights(w: np.ndarray, axis: int) -> tuple[np.ndarray, Quantization]
     if whole is not None and whole[1] > 0:
         return whole[0], _per_tensor_q(float(whole[1]), 0)
     moved = np.moveaxis(w, axis, 0)
-    qs, scales = [], []
-    for c in range(moved.shape[0]):
-        found = _exact_symmetric(moved[c])
-        if found is None:
-            return None
-        qs.append(found[0])
-        scales.append(found[1])
-    scales_arr = np.asarray(scales, np.float32)
+    found = _exact_symmetric_rows(moved.reshape(moved.shape[0], -1))
+    if found is None:
+        return None
+    q_rows, scales_arr = found
     if not np.any(scales_arr > 0):
         return None
     # An all-zero channel may use any scale: take the largest one so its bias keeps its precision.
     scales_arr[scales_arr == 0] = scales_arr.max()
-    q = np.moveaxis(np.stack(qs), 0, axis)
+    q = np.moveaxis(q_rows.reshape(moved.shape), 0, axis)
     return q.astype(_I8), Quantization(scales_arr, np.zeros(scales_arr.size, np.int64), axis)
+
+
+def _exact_symmetric_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_exact_symmetric` of every row of the float32 matrix ``rows`` at once.
+
+    Returns (int8 q [C, n], float32 scales [C]) or None when some row has no exact form. Each
+    row gets the first candidate scale (in :func:`_candidate_scales` order) that works, the
+    same one the per-row function picks: the arithmetic is the same float32 arithmetic, only
+    batched over the rows that are still unresolved.
+    """
+    n_rows = rows.shape[0]
+    q_out = np.zeros(rows.shape, _I8)
+    scales = np.zeros(n_rows, np.float32)
+    if n_rows == 0:
+        return q_out, scales
+    peaks = np.abs(rows).max(axis=1, initial=0.0).astype(np.float32)
+    todo = np.flatnonzero(peaks != 0)  # all-zero rows: q 0, scale 0
+    if todo.size == 0:
+        return q_out, scales
+    candidates = _candidate_scale_table(peaks[todo])  # [len(todo), n_candidates]
+    pending = np.arange(todo.size)  # positions into ``todo`` still without a scale
+    with np.errstate(all="ignore"):
+        for k in range(candidates.shape[1]):
+            s = candidates[pending, k]
+            usable = np.isfinite(s) & (s > 0)
+            idx = pending[usable]
+            if idx.size:
+                s_ok = s[usable][:, None]
+                vals = rows[todo[idx]]
+                q = np.rint(vals / s_ok)
+                fits = np.abs(q).max(axis=1) <= 127
+                fits &= np.all((q.astype(np.float32) * s_ok).astype(np.float32) == vals, axis=1)
+                won = idx[fits]
+                q_out[todo[won]] = q[fits].astype(_I8)
+                scales[todo[won]] = s[usable][fits]
+                pending = np.setdiff1d(pending, won, assume_unique=True)
+            if pending.size == 0:
+                return q_out, scales
+    return None
+
+
+def _candidate_scale_table(peaks: np.ndarray) -> np.ndarray:
+    """[len(peaks), 14]: :func:`_candidate_scales` of every peak (same order, same float32 values)."""
+    cols = []
+    zero, inf = np.float32(0), np.float32(np.inf)
+    for denom in (127.0, 128.0):
+        s = (peaks.astype(np.float32) / np.float32(denom)).astype(np.float32)
+        cols.append(s)
+        lo = hi = s
+        for _ in range(3):
+            lo, hi = np.nextafter(lo, zero), np.nextafter(hi, inf)
+            cols.extend((lo, hi))
+    return np.stack(cols, axis=1)
 
 
 def quantize_bias(b: np.ndarray, in_scale: float, w_q: Quantization) -> np.ndarray | None:
@@ -153,14 +202,15 @@ class _G:
         self.refresh()
 
     def refresh(self) -> None:
-        self.prod: dict[int, Operator] = {}
-        self.cons: dict[int, list[Operator]] = defaultdict(list)
+        prod: dict[int, Operator] = {}
+        cons: dict[int, list[Operator]] = defaultdict(list)
         for op in self.sg.operators:
             for t in op.outputs:
-                self.prod[id(t)] = op
+                prod[id(t)] = op
             for t in op.inputs:
                 if t is not None:
-                    self.cons[id(t)].append(op)
+                    cons[id(t)].append(op)
+        self.prod, self.cons = prod, cons
         self.outputs = {id(t) for t in self.sg.outputs}
         self.inputs = {id(t) for t in self.sg.inputs}
 
@@ -193,15 +243,52 @@ class _G:
         self.sg.operators[i:i] = ops
 
     def drop_dead(self) -> None:
-        """Remove ops none of whose outputs is used (DEQUANTIZEs left behind by rewrites)."""
-        while True:
-            self.refresh()
-            dead = [op for op in self.sg.operators
-                    if all(not self.consumers(t) and id(t) not in self.outputs for t in op.outputs)]
-            if not dead:
-                return
-            ids = {id(op) for op in dead}
-            self.sg.operators = [op for op in self.sg.operators if id(op) not in ids]
+        """Remove ops none of whose outputs is used (DEQUANTIZEs left behind by rewrites).
+
+        Removing a dead op can make its inputs' producers dead: those are found with use
+        counts instead of rescanning the graph, and the maps are updated in place.
+        """
+        self.refresh()
+        cons, outputs = self.cons, self.outputs
+        # Right after a refresh a tensor is a key of ``cons`` exactly when something reads it.
+        work = [op for op in self.sg.operators if not any(id(t) in cons or id(t) in outputs for t in op.outputs)]
+        if not work:
+            return
+        uses = {key: len(users) for key, users in cons.items()}
+        writers: dict[int, list[Operator]] = defaultdict(list)
+        for op in self.sg.operators:
+            for t in op.outputs:
+                writers[id(t)].append(op)
+
+        def dead(op: Operator) -> bool:
+            return all(not uses.get(id(t)) and id(t) not in outputs for t in op.outputs)
+
+        removed: dict[int, Operator] = {}
+        while work:
+            op = work.pop()
+            if id(op) in removed:
+                continue
+            removed[id(op)] = op
+            for t in op.inputs:
+                if t is None:
+                    continue
+                uses[id(t)] -= 1
+                if uses[id(t)] == 0:
+                    work.extend(w for w in writers.get(id(t), ()) if id(w) not in removed and dead(w))
+        if not removed:
+            return
+        self.sg.operators = [op for op in self.sg.operators if id(op) not in removed]
+        for op in removed.values():
+            for t in op.outputs:
+                if len(writers[id(t)]) > 1:  # several writers of one tensor: rebuild to be safe
+                    self.refresh()
+                    return
+        for op in removed.values():
+            for t in op.outputs:
+                self.prod.pop(id(t), None)
+            for t in op.inputs:
+                if t is not None and id(t) in self.cons:
+                    self.cons[id(t)] = [u for u in self.cons[id(t)] if id(u) not in removed]
 
 
 def _int8_view(g: _G, src: Tensor, anchor: Operator) -> Tensor:

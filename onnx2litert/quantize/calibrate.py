@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+import zipfile
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -71,15 +72,71 @@ def _as_samples(name: str, arr: np.ndarray, shape: tuple[int, ...], channels_las
     return out
 
 
+def _channel_axis(data_shape: tuple[int, ...], shape: tuple[int, ...],
+                  channels_last: tuple[int, ...] | None) -> int | None:
+    """Axis of ``data_shape`` holding the ONNX channel dim (axis 1 of ``shape``), or None if unknown.
+
+    The data holds samples of ``shape`` in ONNX layout or, as onnx2tf's files do, in the
+    converted model's channels-last layout, possibly behind a sample axis; ONNX layout wins
+    when both fit (as in :func:`_as_samples`).
+    """
+    rank = len(shape)
+    if rank < 2 or len(data_shape) < rank:
+        return None
+    tail = tuple(data_shape[len(data_shape) - rank + 1:])  # the batch dim may hold stacked samples
+    if tail == tuple(shape[1:]):
+        return len(data_shape) - rank + 1
+    if channels_last:
+        cl_shape = tuple(shape[p] for p in channels_last)
+        if tail == cl_shape[1:]:
+            return len(data_shape) - rank + list(channels_last).index(1)
+    return None
+
+
+def _stat(name: str, what: str, value: object, default: float, data_shape: tuple[int, ...],
+          channel_axis: int | None) -> np.ndarray | float:
+    """A -cind MEAN or STD ready to broadcast against the data.
+
+    C values along one axis (``[m0, m1, m2]`` or onnx2tf's ``[[[[m0, m1, m2]]]]``) are per channel:
+    they are placed on the data's channel axis (axis 1 in ONNX layout, last for channels-last files). Scalars and arrays that already broadcast are
+    used as given; anything else is an ``invalid_option``.
+    """
+    if value is None:
+        return default
+    try:
+        stat = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise _invalid(f"custom_input_op_name_np_data_path {what} for input '{name}' must be numbers, "
+                       f"got {value!r}") from None
+    # Values along one axis (e.g. onnx2tf's [[[[0.485, 0.456, 0.406]]]]) are per channel whatever
+    # layout they were written for. (Data whose shape fits neither layout fails in _as_samples.)
+    if stat.size > 1 and stat.squeeze().ndim == 1 and channel_axis is not None:
+        if data_shape[channel_axis] != stat.size:
+            raise _invalid(f"custom_input_op_name_np_data_path {what} for input '{name}' has {stat.size} values; "
+                           f"a per-channel {what} needs one per channel ({data_shape[channel_axis]}) of the data "
+                           f"shaped {list(data_shape)}")
+        return stat.reshape((-1,) + (1,) * (len(data_shape) - 1 - channel_axis))
+    try:
+        np.broadcast_shapes(stat.shape, data_shape)
+    except ValueError:
+        raise _invalid(f"custom_input_op_name_np_data_path {what} for input '{name}' has shape "
+                       f"{list(stat.shape)}, which does not broadcast to the data's {list(data_shape)}") from None
+    if stat.ndim > len(data_shape):  # would add axes to every sample
+        raise _invalid(f"custom_input_op_name_np_data_path {what} for input '{name}' has more dims "
+                       f"({stat.ndim}) than the data ({len(data_shape)})")
+    return stat
+
+
 def load_samples(specs: list[InputSpec], *, calibration_data: str | None = None,
                  custom_inputs: Iterable[tuple] = (), num_samples: int = 16,
                  channels_last: dict[str, tuple[int, ...]] | None = None
                  ) -> tuple[list[dict[str, np.ndarray]], list[str]]:
     """Calibration feeds (ONNX layout) and any warnings to show the user.
 
-    ``custom_inputs`` holds ``(name, npy_path, mean, std)`` tuples; mean/std (scalars or
-    arrays broadcastable to the data, in the file's layout) normalize the data as
-    ``(x - mean) / std``. At most ``num_samples`` samples are used.
+    ``custom_inputs`` holds ``(name, npy_path, mean, std)`` tuples; mean/std normalize the data
+    as ``(x - mean) / std``. Each is a scalar, a list of one value per channel (placed on the
+    channel axis of the file's layout), or an array broadcastable to the data in the file's
+    layout. At most ``num_samples`` samples are used.
     """
     channels_last = channels_last or {}
     per_input: dict[str, list[np.ndarray]] = {}
@@ -94,17 +151,25 @@ def load_samples(specs: list[InputSpec], *, calibration_data: str | None = None,
                 if name not in shapes:
                     raise _invalid(f"calibration_data has key '{name}', which is not a model input "
                                    f"(inputs: {', '.join(shapes)})")
-                per_input[name] = _as_samples(name, np.asarray(npz[name]), shapes[name], channels_last.get(name))
+                try:  # members are decoded lazily: a corrupt or pickled member fails here, not in np.load
+                    arr = np.asarray(npz[name])
+                except (OSError, ValueError, zipfile.BadZipFile) as exc:
+                    raise _invalid(f"cannot read '{name}' from calibration_data '{calibration_data}': {exc}"
+                                   ) from None
+                per_input[name] = _as_samples(name, arr, shapes[name], channels_last.get(name))
     for entry in custom_inputs:
         name, path, *rest = entry
         if name not in shapes:
             raise _invalid(f"custom_input_op_name_np_data_path names '{name}', which is not a model input")
         try:
             arr = np.load(path, allow_pickle=False).astype(np.float64)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             raise _invalid(f"cannot read '{path}' for input '{name}': {exc}") from None
-        mean = np.asarray(rest[0], np.float64) if len(rest) > 0 and rest[0] is not None else 0.0
-        std = np.asarray(rest[1], np.float64) if len(rest) > 1 and rest[1] is not None else 1.0
+        pos = _channel_axis(arr.shape, shapes[name], channels_last.get(name))
+        mean = _stat(name, "MEAN", rest[0] if len(rest) > 0 else None, 0.0, arr.shape, pos)
+        std = _stat(name, "STD", rest[1] if len(rest) > 1 else None, 1.0, arr.shape, pos)
+        if np.any(std == 0):
+            raise _invalid(f"custom_input_op_name_np_data_path STD for input '{name}' has a zero")
         per_input[name] = _as_samples(name, (arr - mean) / std, shapes[name], channels_last.get(name))
     messages: list[str] = []
     if per_input:
@@ -134,12 +199,13 @@ def load_samples(specs: list[InputSpec], *, calibration_data: str | None = None,
 
 def collect_ranges(model: Model, tflite: bytes, samples: list[dict[str, np.ndarray]],
                    io_layout: dict | None = None, percentile: float | None = None,
-                   progress: bool = True) -> dict[int, Range]:
+                   progress: bool = False) -> dict[int, Range]:
     """Range of every float32 tensor of the main subgraph, keyed by ``id(tensor)``.
 
     ``tflite`` must be ``export_model(model)``: tensor ``i`` of the flatbuffer is
     ``model.main.tensors()[i]``. With ``percentile`` (e.g. 99.99) a tensor's range is the
     [100 - p, p] percentiles of each sample, widened over samples; otherwise min/max.
+    ``progress`` draws a bar on stderr (the CLI and verbose runs; off for library use).
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 

@@ -6,8 +6,8 @@ from typing import Mapping
 
 import numpy as np
 
-from ..evaluate.accuracy import _aggregate, compare_outputs
-from ..evaluate.runtime import make_inputs, run_onnx, run_tflite
+from ..evaluate.accuracy import aggregate, compare_outputs, passes
+from ..evaluate.runtime import OnnxReference, TfliteRunner, make_inputs
 from ..options import SPLIT_EVAL_REFERENCES
 from .runner import run_split_models
 
@@ -27,18 +27,13 @@ def evaluate_split(manifest: Mapping, models: Mapping[str, bytes | str | os.Path
     if reference not in SPLIT_EVAL_REFERENCES:
         raise ValueError(f"reference must be one of {SPLIT_EVAL_REFERENCES}, got {reference!r}")
     samples = []
+    ref = OnnxReference(onnx_model) if reference == "onnx" else TfliteRunner(unsplit_tflite)
     for k in range(num_samples):
         feeds = make_inputs(input_specs, seed + k)
-        if reference == "onnx":
-            expected = run_onnx(onnx_model, feeds)
-        else:
-            expected = run_tflite(unsplit_tflite, feeds)
         got = run_split_models(manifest, feeds, models=models)
-        samples.append(compare_outputs(expected, got))
-    per_output, overall = _aggregate(samples)
-    complete = all("cosine" in m for m in per_output.values())
-    passed = complete and overall["cosine"] >= cosine_threshold and (
-        max_abs_threshold is None or overall["max_abs"] <= max_abs_threshold)
+        samples.append(compare_outputs(ref.run(feeds), got))
+    per_output, overall = aggregate(samples)
+    passed = passes(per_output, overall, cosine_threshold, max_abs_threshold)
     return {
         "target": "split_float32",
         "reference": reference,

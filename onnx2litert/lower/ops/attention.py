@@ -26,7 +26,7 @@ mask adds CONCATENATION (padding) and a REDUCE_ANY / REDUCE_MAX row check for th
 
 Unsupported: softmax_precision below float32 (unsupported_attribute_value); qk_matmul_output in
 mode 0 with softcap > 0 (the spec says before softcap, the reference returns it after:
-unsupported_attribute_value); bfloat16 (unsupported_dtype).
+unsupported_attribute_value).
 
 Attention-24 adds ``nonpad_kv_seqlen`` (external KV cache, no past_key): key ``j`` of batch ``b``
 is visible only if ``j < nonpad[b]``, and the causal offset becomes ``nonpad[b] - q_len`` (may be
@@ -40,12 +40,16 @@ attn_mask exactly like the causal mask.
 FlexAttention (ai.onnx.preview, version 1): see ``lower_flex_attention``; its score_mod / prob_mod
 graphs are lowered inline on the whole score tensor through the ordinary frontend and lowerings.
 
-float16 inputs are computed in float32 (CAST in, CAST back out).
+float16 and bfloat16 inputs are computed in float32 (exact CAST in, CAST back out). For bfloat16
+(whose ulp exceeds usual tolerances) every intermediate the reference computes in bfloat16 is
+rounded to it as well (CAST round trips, ``_Bf16Steps``), including the softmax steps and its
+sequential sum (``normalization.emit_bf16_softmax``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -56,9 +60,11 @@ from ..context import LowerContext, NodeView
 from ..driver import lower_body, subgraph_host
 from ..registry import lowering
 from .control_flow import free_names
+from .normalization import emit_bf16_softmax, round_bf16
 
 _F32 = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
+_BF16 = np.dtype(ml_dtypes.bfloat16)
 # softmax_precision values computed exactly enough in float32: FLOAT, and DOUBLE (the reference
 # rounds the double softmax back to the input's float32, which float32 SOFTMAX matches to ulps).
 _SOFTMAX_PRECISIONS = (TensorProto.FLOAT, TensorProto.DOUBLE)
@@ -88,7 +94,7 @@ def _matmul(ctx: LowerContext, a: Tensor, b: Tensor, adj_y: bool, hint: str,
 
 
 def _f32(ctx: LowerContext, x: Tensor) -> Tensor:
-    """``x`` as float32 (CAST from float16; constants converted at conversion time)."""
+    """``x`` as float32 (CAST from float16/bfloat16, exact; constants converted at conversion time)."""
     if x.dtype == _F32:
         return x
     if x.is_const:
@@ -168,7 +174,7 @@ def _check_attributes(node: NodeView, ctx: LowerContext) -> tuple[int, float]:
 
 
 class _Outputs:
-    """ONNX outputs; float16 outputs are computed in float32 and CAST back at the end."""
+    """ONNX outputs; float16/bfloat16 outputs are computed in float32 and CAST back at the end."""
 
     def __init__(self, ctx: LowerContext, dtype: np.dtype):
         self.ctx = ctx
@@ -193,8 +199,8 @@ class _Outputs:
             self.ctx.emit("CAST", [tmp], [final], inDataType=_F32, outDataType=final.dtype)
 
 
-_ATTENTION_CLAIMS = dict(onnx_dtypes=("float32", "float16", "bfloat16"), dtypes=("float32", "float16"),
-                        verified=("float32", "float16"))
+_ATTENTION_CLAIMS = dict(onnx_dtypes=("float32", "float16", "bfloat16"), dtypes=("float32", "float16", "bfloat16"),
+                        verified=("float32", "float16", "bfloat16"))
 
 
 @lowering("Attention", since=23, until=23, **_ATTENTION_CLAIMS)
@@ -233,6 +239,38 @@ def _nonpad(ctx: LowerContext) -> Tensor | None:
     if ctx.has_input(4) or ctx.has_input(5):
         raise ctx.fail(Reason.INVALID_MODEL, "nonpad_kv_seqlen cannot be combined with past_key / past_value")
     return nonpad
+
+
+@dataclass(frozen=True)
+class _Bf16Steps:
+    """How the reference computes bfloat16 Attention, reproduced in float32 with roundings.
+
+    numpy on bfloat16 arrays (ml_dtypes) computes each operation in float32 and rounds its result
+    to bfloat16; a matmul accumulates in float32 and is rounded once. The reference scales Q and K
+    each by ``bfloat16(sqrt(scale))``, rounds the scores, and, unless a softcap or a float32 /
+    double ``softmax_precision`` moves the rest to float32 (a Python-float softcap promotes
+    bfloat16 to float32), rounds the biased scores and every softmax step; the probabilities are
+    rounded before P @ V. float32 EXP / TANH may differ from the C library's by a float32 ulp, so a
+    rare value can land on the other side of a bfloat16 rounding boundary (one bfloat16 ulp).
+    """
+
+    narrow_softmax: bool
+
+    @staticmethod
+    def of(node: NodeView, softcap: float) -> "_Bf16Steps":
+        precision = node.attr("softmax_precision")
+        wide = precision is not None and int(precision) in _SOFTMAX_PRECISIONS
+        return _Bf16Steps(narrow_softmax=softcap == 0 and not wide)
+
+    @staticmethod
+    def scale(ctx: LowerContext, q: Tensor, k: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+        """Q and K each multiplied by bfloat16(sqrt(scale)) and rounded."""
+        root = np.float32(np.asarray(np.sqrt(scale), np.float32).astype(_BF16))
+        if root == 1.0:
+            return q, k
+        factor = ctx.new_const(root, hint="scale_sqrt")
+        return (round_bf16(ctx, _binary(ctx, "MUL", q, factor, "q_scaled_f32"), "q_scaled"),
+                round_bf16(ctx, _binary(ctx, "MUL", k, factor, "k_scaled_f32"), "k_scaled"))
 
 
 def _lower_attention(node: NodeView, ctx: LowerContext, frontier: _Frontier) -> None:
@@ -300,13 +338,19 @@ def _lower_attention(node: NodeView, ctx: LowerContext, frontier: _Frontier) -> 
     # -- scores ---------------------------------------------------------------------------------
     scale = node.attr("scale")
     scale = float(scale) if scale is not None else 1.0 / float(np.sqrt(head))
-    if scale != 1.0:
+    # bfloat16: every step the reference computes in bfloat16 is rounded to it (see _Bf16Steps).
+    steps = _Bf16Steps.of(node, softcap) if dtype == _BF16 else None
+    if steps is not None:
+        q, k = steps.scale(ctx, q, k, scale)
+    elif scale != 1.0:
         q = _binary(ctx, "MUL", q, ctx.new_const(np.float32(scale), hint="scale"), "q_scaled")
     r = hq // hkv
     grouped = (batch, hkv, r * q_len, head)  # query heads sharing one kv head, stacked along seq
     if r > 1:
         q = ctx.reshape(q, grouped)
     scores = _matmul(ctx, q, k, True, "qk")
+    if steps is not None:
+        scores = round_bf16(ctx, scores, "qk_bf16")
     if r > 1:
         scores = ctx.reshape(scores, score_shape)
     qk_out = outs.get(3, score_shape) if outs.wanted(3) else None
@@ -332,15 +376,22 @@ def _lower_attention(node: NodeView, ctx: LowerContext, frontier: _Frontier) -> 
             scores = _select(ctx, where, neg_inf, scores, "qk_biased_exact", biased_out)
     elif biased_out is not None:
         ctx.reshape(scores, score_shape, out=biased_out)
+    narrow = steps is not None and steps.narrow_softmax
+    if narrow and masking.bias is not None:
+        scores = round_bf16(ctx, scores, "qk_biased_bf16")  # (a selected -inf needs no rounding)
 
     # -- softmax and the fully-masked-row guard -------------------------------------------------
     probs_out = qk_out if (qk_out is not None and mode == 3) else None
     row_masked = masking.row_masked
     if row_masked is None:
-        probs = ctx.emit1("SOFTMAX", [scores], score_shape, _F32, "probs", probs_out, beta=1.0)
+        probs = emit_bf16_softmax(ctx, scores, hint="probs", out=probs_out) if narrow else \
+            ctx.emit1("SOFTMAX", [scores], score_shape, _F32, "probs", probs_out, beta=1.0)
     else:
-        raw = ctx.emit1("SOFTMAX", [scores], score_shape, _F32, "probs_raw", beta=1.0)
+        raw = emit_bf16_softmax(ctx, scores, hint="probs_raw") if narrow else \
+            ctx.emit1("SOFTMAX", [scores], score_shape, _F32, "probs_raw", beta=1.0)
         probs = _select(ctx, row_masked, ctx.new_const(np.float32(0), hint="zero"), raw, "probs", probs_out)
+    if steps is not None and not narrow:
+        probs = round_bf16(ctx, probs, "probs_bf16")  # the float32 probabilities are cast to bfloat16
 
     # -- output ---------------------------------------------------------------------------------
     if r > 1:

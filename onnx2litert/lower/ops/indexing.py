@@ -655,6 +655,8 @@ def lower_range_27(node: NodeView, ctx: LowerContext) -> None:
 
 # -- Tile / Expand ---------------------------------------------------------------------------------
 _BROADCAST_DTYPES = ("float32", "int32", "int64", "int8", "uint8", "bool", "bfloat16")
+# BROADCAST_TO only moves bytes: float16 works natively with and without XNNPACK (checked bit for bit).
+_EXPAND_DTYPES = _BROADCAST_DTYPES + ("float16",)
 
 
 @lowering("Tile", since=6, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES,
@@ -687,7 +689,7 @@ def lower_tile(node: NodeView, ctx: LowerContext) -> None:
     ctx.emit("TILE", [x, multiples], [out])
 
 
-@lowering("Expand", since=8, onnx_dtypes=ONNX_ALL, dtypes=_BROADCAST_DTYPES, verified=_BROADCAST_DTYPES,
+@lowering("Expand", since=8, onnx_dtypes=ONNX_ALL, dtypes=_EXPAND_DTYPES, verified=_EXPAND_DTYPES,
           zero_size_inputs=True)
 @via_float32
 def lower_expand(node: NodeView, ctx: LowerContext) -> None:

@@ -87,7 +87,8 @@ def _bits(dtype: np.dtype) -> int:
 
 # -- comparisons and boolean logic -------------------------------------------------------------
 
-_CMP_ALL = _CMP_DTYPES + WIDENED + ("uint64",)
+# bfloat16 compares exactly as float32 (WIDER); ml_dtypes / ONNX order NaN like IEEE.
+_CMP_ALL = _CMP_DTYPES + WIDENED + ("uint64", "bfloat16")
 
 
 @lowering("Equal", since=7, onnx_dtypes=ALL_NUMERIC + ("bool", "string"), dtypes=_CMP_ALL + ("bool",),

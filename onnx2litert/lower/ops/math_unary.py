@@ -40,7 +40,8 @@ from .elementwise import WIDENED, WIDER, emit_binary, emit_unary, narrow, scalar
 
 _F32 = np.dtype(np.float32)
 _BOOL = np.dtype(np.bool_)
-_MOD_DTYPES = ("float32", "int32", "int64") + WIDENED
+# bfloat16 runs in float32 like float16 (WIDER): fmod is exact, so its result is a bfloat16 value.
+_MOD_DTYPES = ("float32", "int32", "int64") + WIDENED + ("bfloat16",)
 # Above this, a^2 + 1 == a^2 in float32 and asinh/acosh(a) == log(2a) to float32 precision.
 _LARGE = float(2 ** 20)
 _LN2 = math.log(2.0)
@@ -95,7 +96,7 @@ def lower_mod(node: NodeView, ctx: LowerContext) -> None:
     A - floor(A / B) * B with IEEE special cases, which LiteRT's FLOOR_MOD (std::fmod, then + B
     where the signs differ) follows (zero results may differ in the sign of the zero).
     Types without FLOOR_MOD kernels run in a wider type: the remainder is exact there, and the
-    one rounded float16 addition is correctly rounded via float32.
+    one rounded float16 / bfloat16 addition is correctly rounded via float32.
     """
     a, b = ctx.input(0), ctx.input(1)
     if a.dtype != b.dtype:
@@ -104,7 +105,7 @@ def lower_mod(node: NodeView, ctx: LowerContext) -> None:
     fmod = int(node.attr("fmod", 0))
     if fmod not in (0, 1):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"Mod fmod must be 0 or 1, got {fmod}")
-    is_float = a.dtype.kind == "f"
+    is_float = a.dtype.kind == "f" or a.dtype.name == "bfloat16"
     if fmod == 0 and is_float and node.opset < 28:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
                        "Mod on floating-point inputs requires fmod=1 before opset 28 (ONNX Runtime rejects fmod=0)")

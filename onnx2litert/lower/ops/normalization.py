@@ -5,7 +5,8 @@
   statistics are computed at run time.
 - InstanceNormalization -> MEAN, SQUARED_DIFFERENCE, ADD eps, RSQRT, MUL, ADD (channels-last).
 - Softmax / LogSoftmax -> SOFTMAX / LOG_SOFTMAX on the last axis, with the reshape (opset < 13)
-  or transpose (opset >= 13) that the ONNX axis semantics need.
+  or transpose (opset >= 13) that the ONNX axis semantics need; bfloat16 step by step in float32
+  with a bfloat16 rounding after each step (``emit_bf16_softmax``, shared with Attention).
 - LayerNormalization (17), GroupNormalization (18: per-group affine; 21: per-channel affine),
   MeanVarianceNormalization, RMSNormalization (23) -> MEAN, SUB, SQUARE, MEAN, ADD eps, RSQRT,
   MUL (+ MUL scale, ADD bias): the variance is the mean of squared *centered* values.
@@ -13,12 +14,14 @@
 """
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import lowering
+from .elementwise import widen
 
 _F32 = np.dtype(np.float32)
 
@@ -190,9 +193,71 @@ def lower_instance_normalization(node: NodeView, ctx: LowerContext) -> None:
 # Softmax / LogSoftmax
 # ---------------------------------------------------------------------------------------
 _SOFTMAX = {"Softmax": "SOFTMAX", "LogSoftmax": "LOG_SOFTMAX"}
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+# A bfloat16 sum is accumulated term by term, rounding after every addition (3 ops per term), up
+# to this many terms; longer sums accumulate in float32 and round once (more accurate, but no
+# longer the sequential bfloat16 order, so results may differ from it by a bfloat16 ulp).
+BF16_SEQUENTIAL_SUM_LIMIT = 64
 
 
-def _emit_last_axis_softmax(op_type: str, x: Tensor, ctx: LowerContext, out: Tensor | None = None) -> Tensor:
+def round_bf16(ctx: LowerContext, x: Tensor, hint: str, out: Tensor | None = None) -> Tensor:
+    """float32 ``x`` rounded to bfloat16 (nearest even) and back: one bfloat16 computation step."""
+    if x.is_const:
+        return ctx.new_const(x.data.astype(_BF16).astype(np.float32), hint=hint)
+    half = ctx.emit1("CAST", [x], x.shape, _BF16, f"{hint}_bf16", inDataType=_F32, outDataType=_BF16)
+    return ctx.emit1("CAST", [half], x.shape, _F32, hint, out, inDataType=_BF16, outDataType=_F32)
+
+
+def _bf16_sum_last(ctx: LowerContext, x: Tensor, hint: str) -> Tensor:
+    """Keep-dims sum over the last axis of float32 ``x`` (bfloat16 values), in bfloat16 arithmetic.
+
+    Terms are added in order with a rounding after each addition (numpy's reduction order for
+    bfloat16, which the reference evaluator uses); see ``BF16_SEQUENTIAL_SUM_LIMIT``.
+    """
+    n = x.shape[-1]
+    stat_shape = x.shape[:-1] + (1,)
+    if n == 1:
+        return x
+    if n > BF16_SEQUENTIAL_SUM_LIMIT:
+        axis = ctx.new_const(np.array([x.rank - 1], np.int32), hint="axis")
+        total = ctx.emit1("SUM", [x, axis], stat_shape, _F32, f"{hint}_sum_f32", keepDims=True)
+        return round_bf16(ctx, total, f"{hint}_sum")
+    parts = [ctx.tmp(stat_shape, _F32, f"{hint}_term{j}") for j in range(n)]
+    ctx.emit("SPLIT", [ctx.new_const(np.array(x.rank - 1, np.int32), hint="axis"), x], parts, numSplits=n)
+    acc = parts[0]
+    for j, part in enumerate(parts[1:], 1):
+        acc = ctx.emit1("ADD", [acc, part], stat_shape, _F32, f"{hint}_acc{j}_f32", fusedActivationFunction="NONE")
+        acc = round_bf16(ctx, acc, f"{hint}_acc{j}")
+    return acc
+
+
+def emit_bf16_softmax(ctx: LowerContext, x: Tensor, log: bool = False, hint: str = "softmax",
+                      out: Tensor | None = None) -> Tensor:
+    """(Log)softmax over the last axis of float32 ``x`` holding bfloat16 values, computed in bfloat16.
+
+    Every step of the reference (``x - max``, ``exp``, the sum, the division, ``log``) is computed
+    in float32 and rounded to bfloat16, like numpy on bfloat16 arrays; the float32 EXP / LOG are
+    within a float32 ulp of the C library's, so a result can differ only where that moves a value
+    across a bfloat16 rounding boundary (rare; then by one bfloat16 ulp).
+    """
+    last = ctx.new_const(np.array([x.rank - 1], np.int32), hint="last_axis")
+    stat_shape = x.shape[:-1] + (1,)
+    top = ctx.emit1("REDUCE_MAX", [x, last], stat_shape, _F32, f"{hint}_max", keepDims=True)
+    shifted = ctx.emit1("SUB", [x, top], x.shape, _F32, f"{hint}_shift_f32", fusedActivationFunction="NONE")
+    shifted = round_bf16(ctx, shifted, f"{hint}_shift")
+    exps = round_bf16(ctx, ctx.emit1("EXP", [shifted], x.shape, _F32, f"{hint}_exp_f32"), f"{hint}_exp")
+    total = _bf16_sum_last(ctx, exps, hint)
+    probs = ctx.emit1("DIV", [exps, total], x.shape, _F32, f"{hint}_div_f32", fusedActivationFunction="NONE")
+    probs = round_bf16(ctx, probs, f"{hint}_probs", None if log else out)
+    if not log:
+        return probs
+    return round_bf16(ctx, ctx.emit1("LOG", [probs], x.shape, _F32, f"{hint}_log_f32"), f"{hint}_log", out)
+
+
+def _emit_last_axis_softmax(op_type: str, x: Tensor, ctx: LowerContext, out: Tensor | None = None,
+                            bf16: bool = False) -> Tensor:
+    if bf16:
+        return emit_bf16_softmax(ctx, x, log=op_type == "LogSoftmax", out=out)
     opts = {"beta": 1.0} if op_type == "Softmax" else {}
     return ctx.emit1(_SOFTMAX[op_type], [x], x.shape, x.dtype, "softmax", out, **opts)
 
@@ -204,9 +269,13 @@ def swap_last_perm(rank: int, axis: int) -> tuple[int, ...]:
     return tuple(perm)
 
 
-@lowering("Softmax", "LogSoftmax", since=7, dtypes=("float32",), verified=("float32",))
+@lowering("Softmax", "LogSoftmax", since=7, dtypes=("float32", "bfloat16"), verified=("float32", "bfloat16"))
 def lower_softmax(node: NodeView, ctx: LowerContext) -> None:
-    """Softmax/LogSoftmax; opset < 13 flattens to 2-D at ``axis``, opset >= 13 uses one axis."""
+    """Softmax/LogSoftmax; opset < 13 flattens to 2-D at ``axis``, opset >= 13 uses one axis.
+
+    bfloat16 is computed in float32 with a rounding to bfloat16 after every step of the
+    reference (``emit_bf16_softmax``): CAST in (exact), the steps, CAST out (exact).
+    """
     x = ctx.input(0)
     rank = x.rank
     if rank == 0:
@@ -216,22 +285,27 @@ def lower_softmax(node: NodeView, ctx: LowerContext) -> None:
     if not -rank <= axis < rank:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {axis} is out of range for rank {rank}")
     axis = axis + rank if axis < 0 else axis
-    out = ctx.output(0, x.shape, x.dtype)
+    bf16 = x.dtype == _BF16
+    if bf16 and legacy:
+        raise ctx.fail(Reason.INVALID_MODEL, f"{node.op_type}-{node.opset} does not take bfloat16 (opset 13 added it)")
+    final = ctx.output(0, x.shape, x.dtype)
+    if bf16:
+        x = widen(ctx, x, _F32, "x_f32")
+    out = ctx.tmp(x.shape, _F32, "softmax_f32") if bf16 else final
     if legacy and axis != rank - 1:
         # Opset < 13 coerces the input to 2-D (prod(shape[:axis]), prod(shape[axis:])).
         outer = int(np.prod(x.shape[:axis], dtype=np.int64))
         flat = ctx.reshape(x, (outer, x.size // max(outer, 1)))
-        y = _emit_last_axis_softmax(node.op_type, flat, ctx)
+        y = _emit_last_axis_softmax(node.op_type, flat, ctx, bf16=bf16)
         ctx.reshape(y, x.shape, out=out)
-        return
-    if axis == rank - 1:
-        _emit_last_axis_softmax(node.op_type, x, ctx, out)
-        return
-    perm = swap_last_perm(rank, axis)
-    xt = ctx.transpose(x, perm)
-    y = _emit_last_axis_softmax(node.op_type, xt, ctx)
-    ctx.transpose(y, perm, out=out)
-
+    elif axis == rank - 1:
+        _emit_last_axis_softmax(node.op_type, x, ctx, out, bf16=bf16)
+    else:
+        perm = swap_last_perm(rank, axis)
+        y = _emit_last_axis_softmax(node.op_type, ctx.transpose(x, perm), ctx, bf16=bf16)
+        ctx.transpose(y, perm, out=out)
+    if bf16:  # the values are bfloat16 already: this CAST is exact
+        ctx.emit("CAST", [out], [final], inDataType=_F32, outDataType=_BF16)
 
 
 # ---------------------------------------------------------------------------------------
