@@ -16,7 +16,7 @@ from onnx2litert.cli import build_parser, options_from_args
 from onnx2litert.convert import _write_json
 from onnx2litert.errors import ConversionError, Reason
 from onnx2litert.evaluate import accuracy
-from onnx2litert.evaluate.accuracy import _aggregate, _metrics, compare_outputs, evaluate_against_onnx, io_details
+from onnx2litert.evaluate.accuracy import aggregate, _metrics, compare_outputs, evaluate_against_onnx, io_details
 from onnx2litert.evaluate.runtime import OnnxReference, run_onnx, run_tflite
 from onnx2litert.options import DEFAULT_SPLIT_MAX_BYTES, ConversionOptions
 from onnx2litert.quantize.calibrate import collect_ranges, load_samples
@@ -52,11 +52,11 @@ def test_nonfinite_output_fails_in_every_sample_order():
     bad = compare_outputs(ref, {"y": np.array([1.0, np.nan, 3.0], np.float32)})
     assert bad["y"]["nonfinite"] and bad["y"]["cosine"] == -1.0 and bad["y"]["max_abs"] == math.inf
     for order in ([good, bad], [bad, good]):
-        per_output, overall = _aggregate(order)
+        per_output, overall = aggregate(order)
         assert overall["cosine"] == -1.0 and overall["max_abs"] == math.inf and overall["nonfinite"]
         # a threshold of -1 would accept cosine -1: the flag alone must fail the verdict
         assert not accuracy.passes(per_output, overall, -1.0, None)
-    per_output, overall = _aggregate([good])
+    per_output, overall = aggregate([good])
     assert accuracy.passes(per_output, overall, 0.999, None)
 
 
@@ -85,7 +85,7 @@ def test_nan_outputs_fail_evaluation_and_report_is_strict_json(tmp_path: Path):
 
 
 def test_empty_overall_is_written_as_null(tmp_path: Path):
-    per_output, overall = _aggregate([{"y": {"missing": True}}])
+    per_output, overall = aggregate([{"y": {"missing": True}}])
     assert math.isnan(overall["cosine"])
     data = _strict_json(Path(_write_json(tmp_path, "r.json", {"overall": overall, "a": [np.float32(np.inf)]})
                              ).read_text())
