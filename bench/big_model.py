@@ -225,7 +225,7 @@ def write_doc(path: Path, info: dict) -> None:
         "- **Split instead** with `--auto_split_tflite_by_size --tflite_split_target_bytes N "
         "--tflite_split_max_bytes M` (`--eval_split_models` runs the chained parts against ONNX Runtime).",
         "- **Python API**: with an output folder, every file larger than 256 MiB "
-        "(`onnx2litert.split.large_export.IN_MEMORY_LIMIT`) is streamed to disk and is *not* in "
+        "(`onnx2litert.export.large.IN_MEMORY_LIMIT`) is streamed to disk and is *not* in "
         "`result.artifacts` / `result.split_parts`; `result.paths` always lists every file written "
         "(`paths[\"float32\"]`, `paths[\"split_0001\"]`, ...). Without an output folder all files are "
         "returned as bytes (which needs the memory). Evaluation (`-ewo`, `--eval_split_models`) runs "

@@ -25,7 +25,7 @@ from .quantize import collect_ranges, load_samples, quantize_integer, ranges_by_
 from .quantize.float16 import float16_variant
 from .report import op_coverage_report
 from .export.flatbuffer import FileImage
-from .split.large_export import IN_MEMORY_LIMIT, constant_bytes, prepare_export
+from .export.large import IN_MEMORY_LIMIT, constant_bytes, prepare_export
 from .split.pipeline import run_split, threshold_error
 
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
@@ -37,7 +37,7 @@ class ConversionResult:
 
     ``artifacts`` (variant -> bytes) and ``split_parts`` (file name -> bytes) hold every file
     when no output folder is given. With an output folder, files larger than
-    ``onnx2litert.split.large_export.IN_MEMORY_LIMIT`` (256 MiB; e.g. a model with external
+    ``onnx2litert.export.large.IN_MEMORY_LIMIT`` (256 MiB; e.g. a model with external
     buffers past 2 GiB) are streamed to disk and are *absent* there: ``paths`` always has
     every file written (``"float32"``, ``"float16"``, ``"split_0001"``...).
     """

@@ -20,8 +20,9 @@ from onnx2litert.quantize import to_float16_weights
 from onnx2litert.frontend import load as load_module
 from onnx2litert.frontend.load import load_graph
 from onnx2litert.ir import Model, Operator, Subgraph, Tensor
-from onnx2litert.split import large_export, pipeline
-from onnx2litert.split.large_export import (export_model_auto, export_with_external_buffers, external_buffer_count,
+from onnx2litert.export import large as large_export
+from onnx2litert.split import pipeline
+from onnx2litert.export.large import (export_model_auto, export_with_external_buffers, external_buffer_count,
                                             prepare_export)
 from tests.helpers import random_inputs
 

@@ -10,7 +10,7 @@ that lists where each constant's bytes go in the file; the image is then streame
 file (:meth:`FileImage.write_file`) or materialized (:meth:`FileImage.to_bytes`). With
 inline buffers the constant data vectors sit after all tables, at the end of the
 flatbuffer (a valid flatbuffer: a table reaches its vector through a forward offset).
-With external buffers (past 2 GiB, see :mod:`onnx2litert.split.large_export`) the data
+With external buffers (past 2 GiB, see :mod:`onnx2litert.export.large`) the data
 follows the flatbuffer and ``Buffer.offset``/``size`` point at it.
 """
 from __future__ import annotations

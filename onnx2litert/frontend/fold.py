@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 # Ops never folded: random or stateful, or kept for quantization import.
@@ -59,6 +59,26 @@ def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray | None], opsets: dic
     except Exception:
         return None
     return [np.asarray(o) for o in outs]
+
+
+def _constant_tensor_value(node: onnx.NodeProto) -> list[np.ndarray] | None:
+    """A ``Constant`` node's value when it is the plain ``value`` tensor attribute, else None.
+
+    That is the value ONNX's reference ``Constant`` returns (``numpy_helper.to_array`` of the
+    attribute) without building a one-node model and an evaluator for it; every other form
+    (other attributes, external data, linked attributes) goes through :func:`_evaluate`.
+    """
+    if len(node.attribute) != 1:
+        return None
+    attr = node.attribute[0]
+    if attr.name != "value" or attr.type != onnx.AttributeProto.TENSOR or attr.ref_attr_name:
+        return None
+    if attr.t.data_location == onnx.TensorProto.EXTERNAL:
+        return None
+    try:
+        return [np.asarray(numpy_helper.to_array(attr.t))]
+    except Exception:
+        return None
 
 
 def node_subgraph_inputs(node: onnx.NodeProto) -> set[str]:
@@ -154,7 +174,8 @@ def _fold_node(node: onnx.NodeProto, constants: dict[str, np.ndarray], shapes: d
     if node.domain not in ("", "ai.onnx") or node.op_type in _NO_FOLD:
         return None
     if node.op_type == "Constant":
-        return _evaluate(node, [], opsets)
+        direct = _constant_tensor_value(node)
+        return direct if direct is not None else _evaluate(node, [], opsets)
     if node.op_type in ("Shape", "Size"):
         shape = constants[node.input[0]].shape if node.input[0] in constants else shapes.get(node.input[0])
         if shape is None:

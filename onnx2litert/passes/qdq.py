@@ -202,11 +202,10 @@ class _G:
         self.refresh()
 
     def refresh(self) -> None:
-        prod: dict[int, Operator] = {}
+        ops = self.sg.operators
+        prod: dict[int, Operator] = {id(t): op for op in ops for t in op.outputs}
         cons: dict[int, list[Operator]] = defaultdict(list)
-        for op in self.sg.operators:
-            for t in op.outputs:
-                prod[id(t)] = op
+        for op in ops:
             for t in op.inputs:
                 if t is not None:
                     cons[id(t)].append(op)
@@ -249,9 +248,17 @@ class _G:
         counts instead of rescanning the graph, and the maps are updated in place.
         """
         self.refresh()
-        cons, outputs = self.cons, self.outputs
-        # Right after a refresh a tensor is a key of ``cons`` exactly when something reads it.
-        work = [op for op in self.sg.operators if not any(id(t) in cons or id(t) in outputs for t in op.outputs)]
+        cons, outputs, prod = self.cons, self.outputs, self.prod
+        ops = self.sg.operators
+        # Right after a refresh a tensor is a key of ``cons`` exactly when something reads it;
+        # an op is live when it writes such a tensor or a graph output. (With one writer per
+        # tensor, ``prod`` names every writer; otherwise check op by op.)
+        if len(prod) == sum(len(op.outputs) for op in ops):
+            live = {id(prod[key]) for key in cons if key in prod}
+            live.update(id(prod[key]) for key in outputs if key in prod)
+            work = [op for op in ops if id(op) not in live]
+        else:
+            work = [op for op in ops if not any(id(t) in cons or id(t) in outputs for t in op.outputs)]
         if not work:
             return
         uses = {key: len(users) for key, users in cons.items()}

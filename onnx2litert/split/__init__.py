@@ -7,7 +7,7 @@
 """
 from .core import SplitOutput, part_file_name, split_model
 from .evaluate import SPLIT_EVAL_REFERENCES, evaluate_split
-from .large_export import (DEFAULT_EXTERNAL_THRESHOLD, export_model_auto, export_with_external_buffers,
+from ..export.large import (DEFAULT_EXTERNAL_THRESHOLD, export_model_auto, export_with_external_buffers,
                            external_buffer_count)
 from .planner import SplitPlan, plan_split
 from .runner import load_manifest, run_split_models

@@ -9,7 +9,7 @@ from ..errors import ConversionError, Issue, Reason
 from ..export.flatbuffer import FileImage
 from ..ir import Model
 from .extract import Part, build_part, io_record, signature_names
-from .large_export import DEFAULT_EXTERNAL_THRESHOLD, prepare_export
+from ..export.large import DEFAULT_EXTERNAL_THRESHOLD, prepare_export
 from .planner import MODEL_OVERHEAD, OPERATOR_OVERHEAD, TENSOR_OVERHEAD, SplitPlan, plan_split, tensor_bytes
 
 PLAN_FORMAT = "onnx2litert_split_plan"

@@ -14,7 +14,7 @@ from ..ir import Model
 from ..options import ConversionOptions
 from .core import SplitOutput, split_model
 from .evaluate import evaluate_split
-from .large_export import IN_MEMORY_LIMIT
+from ..export.large import IN_MEMORY_LIMIT
 
 
 @dataclass

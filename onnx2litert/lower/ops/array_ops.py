@@ -1,8 +1,7 @@
 """Lowerings of the array_ops family: less common array ops built from plain LiteRT builtins.
 
 Ops: Hardmax, CumProd, BitCast, ReverseSequence, Det, CenterCropPad, TensorScatter,
-AffineGrid, Col2Im, MaxUnpool, LpPool. (MaxUnpool and LpPool are pooling ops; they live here rather than in
-``pool.py`` only to keep one engineer per file while they were written.)
+AffineGrid, Col2Im, MaxUnpool, LpPool. (MaxUnpool and LpPool are pooling ops; they reuse ``pool.py``'s window geometry.)
 
 How each stays exact:
 
@@ -35,8 +34,8 @@ from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import lowering
 from .elementwise import via_float32
-from .indexing import _scatter
-from .pool import _Axis, _geometry
+from .indexing import scatter_nd_update
+from .pool import PoolAxis, pool_geometry
 from .tensor import strided_slice
 
 _F32 = np.dtype(np.float32)
@@ -358,7 +357,7 @@ def lower_tensor_scatter(node: NodeView, ctx: LowerContext) -> None:
         placed = _binary(ctx, "MUL", column, _const(ctx, onehot, np.int32, "axis_onehot"), hint="placed")
         grid[..., axis] = 0
         coords = _binary(ctx, "ADD", placed, ctx.new_const(grid, hint="grid"), hint="coords")
-    _scatter(ctx, past, coords, update, "none", ctx.output(0, past.shape, past.dtype))
+    scatter_nd_update(ctx, past, coords, update, "none", ctx.output(0, past.shape, past.dtype))
 
 
 # -- AffineGrid ------------------------------------------------------------------------------------
@@ -525,7 +524,7 @@ def lower_lp_pool(node: NodeView, ctx: LowerContext) -> None:
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"p = {p}")
     if node.opset < 18 and (node.attr("dilations") is not None or node.attr("ceil_mode") is not None):
         raise ctx.fail(Reason.INVALID_MODEL, "dilations/ceil_mode need opset 18")
-    axes = _geometry(node, ctx, tuple(x.shape[2:]))
+    axes = pool_geometry(node, ctx, tuple(x.shape[2:]))
     out_shape = tuple(x.shape[:2]) + tuple(a.out for a in axes)
     out = ctx.output(0, out_shape, x.dtype)
     if p == 2.0:
@@ -540,7 +539,7 @@ def lower_lp_pool(node: NodeView, ctx: LowerContext) -> None:
     spatial = list(x.shape[2:])
     if len(axes) == 1:
         spatial = [1] + spatial
-        axes = [_Axis(1, 1, 1, 1, 0, 0, 1)] + axes
+        axes = [PoolAxis(1, 1, 1, 1, 0, 0, 1)] + axes
     view = ctx.reshape(powered, (nc, *spatial, 1))
     widths = [[0, 0]] + [[a.pad_begin, max(a.end_fill, 0)] for a in axes] + [[0, 0]]
     if any(b or e for b, e in widths):

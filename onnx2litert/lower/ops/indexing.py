@@ -314,7 +314,7 @@ def _scatter_sequential(ctx: LowerContext, data: Tensor, coords: Tensor, updates
         result = _select(ctx, written, folded, result, out=out if i == n - 1 else None, hint="result")
 
 
-def _scatter(ctx: LowerContext, data: Tensor, coords: Tensor, updates: Tensor, reduction: str,
+def scatter_nd_update(ctx: LowerContext, data: Tensor, coords: Tensor, updates: Tensor, reduction: str,
              out: Tensor) -> None:
     """ONNX ScatterND semantics from LiteRT's zero-based SCATTER_ND; ``coords`` are normalized int32
     (the stock SCATTER_ND kernel takes int32 indices only)."""
@@ -383,7 +383,7 @@ def lower_scatter_nd(node: NodeView, ctx: LowerContext) -> None:
         coords = ctx.new_const(normalize_const_indices(ctx, idx.data, dims), hint="indices")
     else:
         coords = _floor_mod_indices(ctx, idx, dims, to_int32=True)
-    _scatter(ctx, data, coords, updates, reduction, ctx.output(0, data.shape, data.dtype))
+    scatter_nd_update(ctx, data, coords, updates, reduction, ctx.output(0, data.shape, data.dtype))
 
 
 @lowering("Scatter", since=9, until=10, onnx_dtypes=ONNX_ALL, dtypes=_SCATTER_DTYPES, verified=_SCATTER_DTYPES,
@@ -405,7 +405,7 @@ def lower_scatter_elements(node: NodeView, ctx: LowerContext) -> None:
     if _scatter_trivial(ctx, data, idx):
         return
     coords = element_coordinates(ctx, idx, axis, data.shape[axis], to_int32=True)
-    _scatter(ctx, data, coords, updates, reduction, ctx.output(0, data.shape, data.dtype))
+    scatter_nd_update(ctx, data, coords, updates, reduction, ctx.output(0, data.shape, data.dtype))
 
 
 # -- OneHot ----------------------------------------------------------------------------------------

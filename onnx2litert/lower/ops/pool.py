@@ -31,7 +31,7 @@ from ..registry import lowering
 
 
 @dataclass(frozen=True)
-class _Axis:
+class PoolAxis:
     """Pooling geometry along one spatial axis, in ONNX Runtime's terms."""
 
     size: int  # input length
@@ -90,7 +90,7 @@ def _out_size(size: int, span: int, stride: int, pad_total: int, pad_begin: int,
     return out
 
 
-def _geometry(node: NodeView, ctx: LowerContext, spatial: tuple[int, ...]) -> list[_Axis]:
+def pool_geometry(node: NodeView, ctx: LowerContext, spatial: tuple[int, ...]) -> list[PoolAxis]:
     """Per-axis pooling geometry from the node's attributes; rejects inconsistent shapes."""
     n = len(spatial)
     kernel = [int(k) for k in node.attr("kernel_shape", [])]
@@ -128,7 +128,7 @@ def _geometry(node: NodeView, ctx: LowerContext, spatial: tuple[int, ...]) -> li
         out = _out_size(size, span, s, begin + end, begin, ceil_mode)
         if out < 1:
             raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "the pooled output would be empty")
-        axes.append(_Axis(size, k, s, d, begin, end, out))
+        axes.append(PoolAxis(size, k, s, d, begin, end, out))
     declared = ctx.out_shape(0)
     if declared is not None and tuple(declared[2:]) != tuple(a.out for a in axes):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
@@ -146,21 +146,21 @@ def _check_pool_node(node: NodeView, ctx: LowerContext) -> tuple[int, ...]:
     return tuple(shape[2:])
 
 
-def _pool3d(ctx: LowerContext, axes: list[_Axis], pool2d) -> None:
+def _pool3d(ctx: LowerContext, axes: list[PoolAxis], pool2d) -> None:
     """A 3-D pool as a 2-D pool over (H, W) then one over D (``pool2d(x_nhwc, axes_2d)``)."""
     ad, ah, aw = axes
     x = ctx.to_channels_last(ctx.input(0))
     n, d, h, w, c = x.shape
     y = pool2d(ctx.reshape(x, (n * d, h, w, c)), [ah, aw])
     flat = ah.out * aw.out
-    y = pool2d(ctx.reshape(y, (n, d, flat, c)), [ad, _Axis(flat, 1, 1, 1, 0, 0, flat)])
+    y = pool2d(ctx.reshape(y, (n, d, flat, c)), [ad, PoolAxis(flat, 1, 1, 1, 0, 0, flat)])
     y = ctx.reshape(y, (n, ad.out, ah.out, aw.out, c))
     ctx.from_channels_last(y, out=ctx.output(0))
 
 
-def _to_2d(axes: list[_Axis]) -> list[_Axis]:
+def _to_2d(axes: list[PoolAxis]) -> list[PoolAxis]:
     """1-D geometry as 2-D with a trivial height axis."""
-    return axes if len(axes) == 2 else [_Axis(1, 1, 1, 1, 0, 0, 1)] + axes
+    return axes if len(axes) == 2 else [PoolAxis(1, 1, 1, 1, 0, 0, 1)] + axes
 
 
 def _nhwc_input(ctx: LowerContext) -> Tensor:
@@ -178,7 +178,7 @@ def _finish(ctx: LowerContext, y: Tensor, rank: int) -> None:
     ctx.from_channels_last(y, out=ctx.output(0))
 
 
-def _pad(ctx: LowerContext, x: Tensor, axes: list[_Axis], value: float | None) -> Tensor:
+def _pad(ctx: LowerContext, x: Tensor, axes: list[PoolAxis], value: float | None) -> Tensor:
     """Pad NHWC ``x`` so each axis is exactly as long as its windows cover (PAD or PADV2)."""
     widths = [[0, 0]] + [[a.pad_begin, max(a.end_fill, 0)] for a in axes] + [[0, 0]]
     if not any(b or e for b, e in widths):
@@ -191,14 +191,14 @@ def _pad(ctx: LowerContext, x: Tensor, axes: list[_Axis], value: float | None) -
     return ctx.emit1("PADV2", [x, paddings, fill], shape, x.dtype, "padded")
 
 
-def _pool2d(ctx: LowerContext, opcode: str, x: Tensor, axes: list[_Axis], padding: str) -> Tensor:
+def _pool2d(ctx: LowerContext, opcode: str, x: Tensor, axes: list[PoolAxis], padding: str) -> Tensor:
     h, w = axes
     shape = (x.shape[0], h.out, w.out, x.shape[3])
     return ctx.emit1(opcode, [x], shape, x.dtype, "pooled", padding=padding, strideH=h.stride, strideW=w.stride,
                      filterHeight=h.span, filterWidth=w.span, fusedActivationFunction="NONE")
 
 
-def _valid_after_padding_fits(axes: list[_Axis]) -> bool:
+def _valid_after_padding_fits(axes: list[PoolAxis]) -> bool:
     """A VALID pool over the padded input yields exactly ``out`` windows on every axis."""
     for a in axes:
         padded = a.size + a.pad_begin + max(a.end_fill, 0)
@@ -207,7 +207,7 @@ def _valid_after_padding_fits(axes: list[_Axis]) -> bool:
     return True
 
 
-def _same_fits(axes: list[_Axis]) -> bool:
+def _same_fits(axes: list[PoolAxis]) -> bool:
     return all(a.tflite_same_begin() == a.pad_begin for a in axes)
 
 
@@ -224,14 +224,14 @@ def lower_max_pool(node: NodeView, ctx: LowerContext) -> None:
     # storage_order only changes the Indices output, which is rejected above.
     spatial = _check_pool_node(node, ctx)
     rank = len(spatial) + 2
-    geometry = _geometry(node, ctx, spatial)
+    geometry = pool_geometry(node, ctx, spatial)
     if rank == 5:
         _pool3d(ctx, geometry, lambda x, axes: _max_pool_nhwc(ctx, x, axes))
         return
     _finish(ctx, _max_pool_nhwc(ctx, _nhwc_input(ctx), _to_2d(geometry)), rank)
 
 
-def _max_pool_nhwc(ctx: LowerContext, x: Tensor, axes: list[_Axis]) -> Tensor:
+def _max_pool_nhwc(ctx: LowerContext, x: Tensor, axes: list[PoolAxis]) -> Tensor:
     """Max pool of an NHWC tensor with 2-D geometry ``axes``."""
     dilated = any(a.dilation > 1 and a.kernel > 1 for a in axes)
     if not dilated and _same_fits(axes):
@@ -244,7 +244,7 @@ def _max_pool_nhwc(ctx: LowerContext, x: Tensor, axes: list[_Axis]) -> Tensor:
         _pool2d(ctx, "MAX_POOL_2D", padded, axes, "VALID")
 
 
-def _dilated_taps(ctx: LowerContext, x: Tensor, axes: list[_Axis], combine: str) -> Tensor:
+def _dilated_taps(ctx: LowerContext, x: Tensor, axes: list[PoolAxis], combine: str) -> Tensor:
     """MAXIMUM / ADD over kernel taps, each tap a strided slice of the padded NHWC input."""
     h, w = axes
     n, c = x.shape[0], x.shape[3]
@@ -269,7 +269,7 @@ def lower_average_pool(node: NodeView, ctx: LowerContext) -> None:
     """AveragePool (1-D/2-D) -> AVERAGE_POOL_2D SAME, or PAD(0) + VALID (+ MUL count correction)."""
     spatial = _check_pool_node(node, ctx)
     rank = len(spatial) + 2
-    geometry = _geometry(node, ctx, spatial)
+    geometry = pool_geometry(node, ctx, spatial)
     include_pad = bool(node.attr("count_include_pad", 0))
     if rank == 5:
         _pool3d(ctx, geometry, lambda x, axes: _avg_pool_nhwc(ctx, x, axes, include_pad))
@@ -277,7 +277,7 @@ def lower_average_pool(node: NodeView, ctx: LowerContext) -> None:
     _finish(ctx, _avg_pool_nhwc(ctx, _nhwc_input(ctx), _to_2d(geometry), include_pad), rank)
 
 
-def _avg_pool_nhwc(ctx: LowerContext, x: Tensor, axes: list[_Axis], include_pad: bool) -> Tensor:
+def _avg_pool_nhwc(ctx: LowerContext, x: Tensor, axes: list[PoolAxis], include_pad: bool) -> Tensor:
     """Average pool of an NHWC tensor with 2-D geometry ``axes`` (ONNX counts)."""
     dilated = any(a.dilation > 1 and a.kernel > 1 for a in axes)
     if not dilated and not include_pad and _same_fits(axes):

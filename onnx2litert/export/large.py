@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ai_edge_litert import schema_py_generated as S
 
-from ..export.flatbuffer import EXTERNAL_ALIGNMENT, FLATBUFFER_LIMIT, FileImage, layout_model
+from .flatbuffer import EXTERNAL_ALIGNMENT, FLATBUFFER_LIMIT, FileImage, layout_model
 from ..ir import Model
 
 __all__ = ["DEFAULT_EXTERNAL_THRESHOLD", "EXTERNAL_ALIGNMENT", "FLATBUFFER_LIMIT", "IN_MEMORY_LIMIT",
