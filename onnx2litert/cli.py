@@ -325,15 +325,18 @@ def _print_summary(result: "ConversionResult", elapsed: float, verbose: bool, ou
         s = cov["summary"]
         out.write(f"op coverage: {s['converted_nodes']}/{s['lowered_nodes']} nodes "
                   f"({100 * s['coverage_ratio']:.0f}%) -> {result.report_paths.get('op_coverage', '-')}\n")
-    acc = result.reports.get("accuracy")
-    if acc is not None:
+    for kind, what in (("accuracy", None), ("split_accuracy", "chained parts")):
+        acc = result.reports.get(kind)
+        if acc is None:
+            continue
         ov = acc["overall"]
         verdict = "PASS" if acc["pass"] else "FAIL"
         if ov.get("nonfinite"):
             verdict += " (NaN/inf outputs the reference does not have)"
-        out.write(f"accuracy ({acc['target']} vs ONNX Runtime, {acc['num_samples']} sample(s)): {verdict} "
-                  f"cosine {ov['cosine']:.6f}, max_abs {ov['max_abs']:.3g}, relative_l2 {ov['relative_l2']:.3g}"
-                  f" -> {result.report_paths.get('accuracy', '-')}\n")
+        reference = "ONNX Runtime" if acc.get("reference", "onnx") == "onnx" else "the unsplit float32 file"
+        out.write(f"{kind.replace('_', ' ')} ({what or acc['target']} vs {reference}, {acc['num_samples']} "
+                  f"sample(s)): {verdict} cosine {ov['cosine']:.6f}, max_abs {ov['max_abs']:.3g}, "
+                  f"relative_l2 {ov['relative_l2']:.3g} -> {result.report_paths.get(kind, '-')}\n")
 
 
 def _report_failure(exc: ConversionError, opts: ConversionOptions | None, stem: str, err: TextIO) -> None:

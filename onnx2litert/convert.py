@@ -18,7 +18,7 @@ from .evaluate.runtime import LAYOUT_METADATA
 from .export import export_model
 from .frontend import PreparedGraph, prepare
 from .lower import REGISTRY, lower_graph
-from .dynamic import NotGeneral, fallback_or_fail, generalize, plan_dynamic, representative_hint
+from .dynamic import NotGeneral, generalize, plan_dynamic, representative_hint, static_fallback_warning
 from .options import ConversionOptions
 from .passes import run_passes
 from .quantize import collect_ranges, load_samples, quantize_integer, ranges_by_position, to_dynamic_range
@@ -144,8 +144,12 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
     if opts.optimize:
         run_passes(model, point_opts)
     result.timings["passes_s"] = time.perf_counter() - t0
-    if plan is not None and plan.symbols:
+    if plan is not None and plan.symbols and plan.keep_dynamic:
         _generalize(plan, source, opts, model, result)
+    elif plan is not None and plan.symbols:
+        result.warnings.append(static_fallback_warning(plan, "size-based splitting writes static parts"))
+        result.reports["dynamic_shapes"] = {**plan.summary(), "dynamic": False,
+                                            "reason": "size-based splitting writes static parts"}
     result.op_counts = dict(sorted(Counter(op.opcode for op in model.main.operators).items()))
 
     t0 = time.perf_counter()
@@ -186,14 +190,15 @@ def run_conversion(source: ModelSource, opts: ConversionOptions) -> ConversionRe
 
 
 def _generalize(plan, source: ModelSource, opts: ConversionOptions, model, result: ConversionResult) -> None:
-    """Keep the plan's symbolic dims dynamic (onnx2litert.dynamic); batch-only plans fall back with a warning."""
+    """Keep the plan's symbolic dims dynamic (onnx2litert.dynamic); otherwise they stay at their
+    representative sizes, with a warning that says so."""
     t0 = time.perf_counter()
     report = {**plan.summary(), "dynamic": True}
     try:
         generalize(plan, source, opts, model, result.io_layout)
     except NotGeneral as exc:
         report.update(dynamic=False, reason=str(exc))
-        result.warnings.append(fallback_or_fail(plan, str(exc)))
+        result.warnings.append(static_fallback_warning(plan, f"the model does not generalize ({exc})"))
     result.reports["dynamic_shapes"] = report
     result.timings["dynamic_s"] = time.perf_counter() - t0
 

@@ -205,9 +205,17 @@ def test_affine_integer_constant_is_computed_at_run_time() -> None:
 
 
 @pytest.mark.parametrize("combine", ["square", "float"])
-def test_size_dependent_constant_fails_for_a_sequence_dim(combine: str) -> None:
-    exc = expect_failure(shape_scalar_model(["B", "S"], combine), "dynamic_shape_unsupported")
-    assert "'S'" in str(exc) and "-ois x:N,N" in str(exc)
+def test_size_dependent_constant_keeps_a_sequence_dim_static_with_a_warning(combine: str) -> None:
+    model = shape_scalar_model(["B", "S"], combine)
+    result = onnx2litert.convert(model)
+    assert result.reports["dynamic_shapes"]["dynamic"] is False
+    (warning,) = [w for w in result.warnings if "static sizes" in w]
+    assert "'S' ('x' axis 1) = 8" in warning and "-ois x:N,N" in warning and "does not generalize" in warning
+    assert signatures(result.artifacts["float32"])[0]["x"] == [1, 8]
+    dtype = I64 if combine == "square" else F32
+    feeds = {"x": RNG.integers(-5, 5, (1, 8)).astype(dtype)}
+    _assert_match(run_onnx(model.SerializeToString(), feeds), run_resized(
+        result.artifacts["float32"], feeds, result.io_layout, False), 1e-5)
 
 
 @pytest.mark.parametrize("combine", ["square_batch", "float_batch"])
@@ -215,7 +223,7 @@ def test_size_dependent_constant_falls_back_to_static_batch(combine: str) -> Non
     model = shape_scalar_model(["B", 4], combine)
     result = onnx2litert.convert(model)
     assert result.reports["dynamic_shapes"]["dynamic"] is False
-    assert any("batch" in w and "kept static" in w for w in result.warnings)
+    assert any("static sizes" in w and "= 1" in w for w in result.warnings)
     assert signatures(result.artifacts["float32"])[0]["x"] == [1, 4]
     dtype = I64 if combine.startswith("square") else F32
     feeds = {"x": RNG.integers(-5, 5, (1, 4)).astype(dtype)}
@@ -254,6 +262,13 @@ def test_representative_size_too_small_says_how_to_fix() -> None:
     result = onnx2litert.convert(model, dynamic_dim_default=32)
     assert signatures(result.artifacts["float32"])[0]["x"] == [-1, -1, 1]
     check_sizes(model, result, [{"x": RNG.standard_normal((b, 1, t)).astype(F32)} for b, t in ((1, 32), (2, 57))])
+
+
+def test_splitting_fixes_symbolic_dims_with_a_warning() -> None:
+    result = onnx2litert.convert(attention_block(), auto_split_tflite_by_size=True)
+    assert result.reports["dynamic_shapes"]["dynamic"] is False
+    assert any("splitting writes static parts" in w for w in result.warnings)
+    assert signatures(result.artifacts["float32"])[0] == {"x": [1, 8, D], "mask": [1, 8]}
 
 
 def test_model_without_symbolic_dims_does_no_extra_work() -> None:

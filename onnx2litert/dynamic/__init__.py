@@ -2,10 +2,10 @@
 
 See :mod:`onnx2litert.dynamic.generalize` for how (multi-point conversion and comparison).
 """
-from .generalize import DynamicPlan, NotGeneral, convert_point, fallback_or_fail, fit_multilinear, generalize, \
+from .generalize import DynamicPlan, NotGeneral, convert_point, static_fallback_warning, fit_multilinear, generalize, \
     plan_dynamic, representative_hint
 from .symbols import InputDecl, Symbol, declared_inputs, find_symbols
 
 __all__ = ["DynamicPlan", "InputDecl", "NotGeneral", "Symbol", "convert_point", "declared_inputs",
-           "fallback_or_fail", "find_symbols", "fit_multilinear", "generalize", "plan_dynamic",
+           "static_fallback_warning", "find_symbols", "fit_multilinear", "generalize", "plan_dynamic",
            "representative_hint"]

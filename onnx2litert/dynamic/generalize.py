@@ -51,6 +51,9 @@ class DynamicPlan:
     pinned: dict[str, int]
     representative: tuple[int, ...]
     alternates: tuple[tuple[int, int], ...]  # per symbol: (grid value, verification value)
+    # False when the dims are only fixed at their representative sizes (size-based splitting
+    # writes static parts), so no generalization is attempted.
+    keep_dynamic: bool = True
 
     def points(self) -> list[tuple[int, ...]]:
         """The representative point first, then the rest of the {rep, alt} grid, then the verification point."""
@@ -85,7 +88,7 @@ class DynamicPlan:
 
 def plan_dynamic(source: object, options: ConversionOptions) -> DynamicPlan | None:
     """The plan for ``source``, or None when no dim stays dynamic (then conversion is static, as before)."""
-    if not options.dynamic_shapes or options.auto_split_tflite_by_size:
+    if not options.dynamic_shapes:
         return None
     decls = declared_inputs(source)  # type: ignore[arg-type]
     if not decls:
@@ -110,7 +113,8 @@ def plan_dynamic(source: object, options: ConversionOptions) -> DynamicPlan | No
         b = _next_prime(2 * a + 1, used)
         used.add(b)
         alternates.append((a, b))
-    return DynamicPlan(tuple(decls), tuple(symbols), pinned, rep, tuple(alternates))
+    return DynamicPlan(tuple(decls), tuple(symbols), pinned, rep, tuple(alternates),
+                       keep_dynamic=not options.auto_split_tflite_by_size)
 
 
 def _next_prime(start: int, used: set[int]) -> int:
@@ -537,21 +541,17 @@ def _record_layout(model: Model, plan: DynamicPlan, io_layout: dict) -> None:
     model.metadata[LAYOUT_METADATA] = json.dumps(io_layout, sort_keys=True).encode()
 
 
-def fallback_or_fail(plan: DynamicPlan, reason: str) -> str:
-    """After :class:`NotGeneral`: the warning for a batch-only plan, or raise ``dynamic_shape_unsupported``."""
-    non_batch = [s for s in plan.symbols if not s.batch_like]
-    if not non_batch:
-        sizes = ", ".join(f"{s.describe()} = {r}" for s, r in zip(plan.symbols, plan.representative))
-        return (f"symbolic batch dim(s) kept static ({sizes}); the model does not generalize to other sizes: "
-                f"{reason}")
-    hints = []
-    for d in plan.decls:
-        if d.dims is not None and any(isinstance(x, str) for x in d.dims):
-            hints.append(f"-ois {d.name}:" + ",".join(str(x) if isinstance(x, int) else "N" for x in d.dims))
-    raise ConversionError(Issue(
-        Reason.DYNAMIC_SHAPE_UNSUPPORTED,
-        f"symbolic dim(s) {', '.join(s.describe() for s in non_batch)} cannot stay dynamic: {reason}; "
-        f"fix them with {' '.join(hints)}"))
+def static_fallback_warning(plan: DynamicPlan, reason: str) -> str:
+    """The warning for symbolic dims that stay at their representative sizes (static model).
+
+    Used when the graph does not generalize to other sizes (``reason``) and when splitting,
+    which writes static parts. The warning names the sizes and how to choose others.
+    """
+    sizes = ", ".join(f"{s.describe()} = {r}" for s, r in zip(plan.symbols, plan.representative))
+    hints = [f"-ois {d.name}:" + ",".join(str(x) if isinstance(x, int) else "N" for x in d.dims)
+             for d in plan.decls if d.dims is not None and any(isinstance(x, str) for x in d.dims)]
+    return (f"symbolic dim(s) fixed at static sizes ({sizes}): {reason}; choose other sizes with "
+            f"{' '.join(hints)} (or --dynamic_dim_default N)")
 
 
 def representative_hint(plan: DynamicPlan | None) -> list[Issue]:

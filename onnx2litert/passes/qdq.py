@@ -203,13 +203,20 @@ class _G:
 
     def refresh(self) -> None:
         ops = self.sg.operators
-        prod: dict[int, Operator] = {id(t): op for op in ops for t in op.outputs}
+        prod: dict[int, Operator] = {}
         cons: dict[int, list[Operator]] = defaultdict(list)
+        n_outputs = 0
         for op in ops:
+            outs = op.outputs
+            n_outputs += len(outs)
+            for t in outs:
+                prod[id(t)] = op
             for t in op.inputs:
                 if t is not None:
                     cons[id(t)].append(op)
         self.prod, self.cons = prod, cons
+        # Every tensor written by one op (a valid graph): ``prod`` then names every writer.
+        self.single_writer = n_outputs == len(prod)
         self.outputs = {id(t) for t in self.sg.outputs}
         self.inputs = {id(t) for t in self.sg.inputs}
 
@@ -248,27 +255,22 @@ class _G:
         counts instead of rescanning the graph, and the maps are updated in place.
         """
         self.refresh()
+        if not self.single_writer:
+            self._drop_dead_by_rescans()
+            return
         cons, outputs, prod = self.cons, self.outputs, self.prod
         ops = self.sg.operators
         # Right after a refresh a tensor is a key of ``cons`` exactly when something reads it;
-        # an op is live when it writes such a tensor or a graph output. (With one writer per
-        # tensor, ``prod`` names every writer; otherwise check op by op.)
-        if len(prod) == sum(len(op.outputs) for op in ops):
-            live = {id(prod[key]) for key in cons if key in prod}
-            live.update(id(prod[key]) for key in outputs if key in prod)
-            work = [op for op in ops if id(op) not in live]
-        else:
-            work = [op for op in ops if not any(id(t) in cons or id(t) in outputs for t in op.outputs)]
+        # an op is live when it writes such a tensor or a graph output.
+        live = {id(prod[key]) for key in cons if key in prod}
+        live.update(id(prod[key]) for key in outputs if key in prod)
+        work = [op for op in ops if id(op) not in live]
         if not work:
             return
-        uses = {key: len(users) for key, users in cons.items()}
-        writers: dict[int, list[Operator]] = defaultdict(list)
-        for op in self.sg.operators:
-            for t in op.outputs:
-                writers[id(t)].append(op)
+        lost: dict[int, int] = defaultdict(int)  # uses of a tensor by the ops removed so far
 
         def dead(op: Operator) -> bool:
-            return all(not uses.get(id(t)) and id(t) not in outputs for t in op.outputs)
+            return all(len(cons.get(id(t), ())) == lost[id(t)] and id(t) not in outputs for t in op.outputs)
 
         removed: dict[int, Operator] = {}
         while work:
@@ -279,23 +281,33 @@ class _G:
             for t in op.inputs:
                 if t is None:
                     continue
-                uses[id(t)] -= 1
-                if uses[id(t)] == 0:
-                    work.extend(w for w in writers.get(id(t), ()) if id(w) not in removed and dead(w))
-        if not removed:
-            return
-        self.sg.operators = [op for op in self.sg.operators if id(op) not in removed]
+                key = id(t)
+                lost[key] += 1
+                writer = prod.get(key)
+                if len(cons[key]) == lost[key] and writer is not None and id(writer) not in removed \
+                        and dead(writer):
+                    work.append(writer)
+        self.sg.operators = [op for op in ops if id(op) not in removed]
         for op in removed.values():
             for t in op.outputs:
-                if len(writers[id(t)]) > 1:  # several writers of one tensor: rebuild to be safe
-                    self.refresh()
-                    return
-        for op in removed.values():
-            for t in op.outputs:
-                self.prod.pop(id(t), None)
-            for t in op.inputs:
-                if t is not None and id(t) in self.cons:
-                    self.cons[id(t)] = [u for u in self.cons[id(t)] if id(u) not in removed]
+                prod.pop(id(t), None)
+        for key in lost:
+            kept = [u for u in cons[key] if id(u) not in removed]
+            if kept:
+                cons[key] = kept
+            else:
+                del cons[key]
+
+    def _drop_dead_by_rescans(self) -> None:
+        """:meth:`drop_dead` for a graph where a tensor has several writers: rescan until stable."""
+        while True:
+            dead = [op for op in self.sg.operators
+                    if all(not self.consumers(t) and id(t) not in self.outputs for t in op.outputs)]
+            if not dead:
+                return
+            ids = {id(op) for op in dead}
+            self.sg.operators = [op for op in self.sg.operators if id(op) not in ids]
+            self.refresh()
 
 
 def _int8_view(g: _G, src: Tensor, anchor: Operator) -> Tensor:
