@@ -194,14 +194,28 @@ def quantize_bias(b: np.ndarray, in_scale: float, w_q: Quantization) -> np.ndarr
 # -- graph state -------------------------------------------------------------------------------
 
 class _G:
-    """Producer/consumer maps, rebuilt after each rewrite (graphs here have ~1000 ops)."""
+    """Producer/consumer maps of the subgraph being rewritten.
+
+    The maps describe the graph as of the last successful rewrite (:meth:`drop_dead`), as a
+    full rebuild there would: rewrites go through :meth:`set_io`, :meth:`remove`,
+    :meth:`replace_uses` and the insert methods, which log what they change, and
+    :meth:`drop_dead` replays the log instead of rescanning the whole graph (graphs here
+    have ~1000 ops and one rewrite each).
+    """
 
     def __init__(self, sg: Subgraph):
         self.sg = sg
         self.namer = Namer(sg)
+        self._log: list[tuple] = []
+        # Since the last drop_dead: ops that may have become dead (inserted, outputs
+        # changed) and tensors that lost a reader.
+        self._touched: list[Operator] = []
+        self._lost: list[Tensor] = []
+        self._scanned = False  # the first drop_dead scans the whole graph
         self.refresh()
 
     def refresh(self) -> None:
+        """Rebuild the maps from the graph as it is now."""
         ops = self.sg.operators
         prod: dict[int, Operator] = {}
         cons: dict[int, list[Operator]] = defaultdict(list)
@@ -219,12 +233,17 @@ class _G:
         self.single_writer = n_outputs == len(prod)
         self.outputs = {id(t) for t in self.sg.outputs}
         self.inputs = {id(t) for t in self.sg.inputs}
+        self._log.clear()
 
     def producer(self, t: Tensor | None) -> Operator | None:
         return None if t is None else self.prod.get(id(t))
 
     def consumers(self, t: Tensor) -> list[Operator]:
+        """The ops reading ``t`` (in no particular order; see :meth:`consumers_in_order`)."""
         return self.cons.get(id(t), [])
+
+    def consumers_in_order(self, t: Tensor) -> list[Operator]:
+        return sorted(self.consumers(t), key=self.sg.operators.index)
 
     def is_io(self, t: Tensor) -> bool:
         return id(t) in self.outputs or id(t) in self.inputs
@@ -240,20 +259,126 @@ class _G:
     def tensor(self, hint: str, shape: tuple[int, ...], dtype: np.dtype, q: Quantization | None = None) -> Tensor:
         return Tensor(self.namer(hint), shape, dtype, quantization=q)
 
+    # -- logged graph edits ----------------------------------------------------------------
+
     def insert_before(self, anchor: Operator, ops: list[Operator]) -> None:
         i = self.sg.operators.index(anchor)
         self.sg.operators[i:i] = ops
+        self._log.extend(("add", op, op.inputs, op.outputs) for op in ops)
 
     def insert_after(self, anchor: Operator, ops: list[Operator]) -> None:
         i = self.sg.operators.index(anchor) + 1
         self.sg.operators[i:i] = ops
+        self._log.extend(("add", op, op.inputs, op.outputs) for op in ops)
+
+    def remove(self, op: Operator) -> None:
+        self.sg.operators.remove(op)
+        self._log.append(("remove", op, op.inputs, op.outputs))
+
+    def set_io(self, op: Operator, inputs: list[Tensor | None] | None = None,
+               outputs: list[Tensor] | None = None) -> None:
+        """Give ``op`` new input and/or output lists."""
+        old = (op.inputs, op.outputs)
+        if inputs is not None:
+            op.inputs = inputs
+        if outputs is not None:
+            op.outputs = outputs
+        self._log.append(("io", op, old, (op.inputs, op.outputs)))
+
+    def replace_uses(self, old: Tensor, new: Tensor) -> None:
+        self.sg.replace_uses(old, new)
+        self._log.append(("replace", old, new))
+
+    def _add_uses(self, op: Operator, inputs: list[Tensor | None], outputs: list[Tensor]) -> None:
+        for t in outputs:
+            self.prod[id(t)] = op
+        for t in inputs:
+            if t is not None:
+                self.cons[id(t)].append(op)
+
+    def _drop_uses(self, op: Operator, inputs: list[Tensor | None], outputs: list[Tensor]) -> None:
+        for t in outputs:
+            if self.prod.get(id(t)) is op:
+                del self.prod[id(t)]
+        for t in inputs:
+            if t is None:
+                continue
+            users = self.cons[id(t)]
+            users.remove(op)  # one use per occurrence (Operator compares by identity)
+            if not users:
+                del self.cons[id(t)]
+            self._lost.append(t)
+
+    def _replay(self) -> None:
+        """Bring the maps up to date with the logged edits."""
+        for event in self._log:
+            kind = event[0]
+            if kind == "add":
+                self._add_uses(event[1], event[2], event[3])
+                self._touched.append(event[1])
+            elif kind == "remove":
+                self._drop_uses(event[1], event[2], event[3])
+            elif kind == "io":
+                op, old, new = event[1], event[2], event[3]
+                self._drop_uses(op, *old)
+                self._add_uses(op, *new)
+                self._touched.append(op)
+            else:
+                old_t, new_t = event[1], event[2]
+                users = self.cons.pop(id(old_t), None)
+                if users:
+                    self.cons[id(new_t)].extend(users)
+                self._lost.append(old_t)
+        self._log.clear()
+        self.outputs = {id(t) for t in self.sg.outputs}
+        self.inputs = {id(t) for t in self.sg.inputs}
+
+    # -- dead ops ----------------------------------------------------------------------------
 
     def drop_dead(self) -> None:
         """Remove ops none of whose outputs is used (DEQUANTIZEs left behind by rewrites).
 
-        Removing a dead op can make its inputs' producers dead: those are found with use
-        counts instead of rescanning the graph, and the maps are updated in place.
+        The first call scans the whole graph; after it no op is dead, so later calls only
+        look at ops a rewrite inserted or changed and at writers of tensors that lost a
+        reader (and, transitively, at what removing those frees).
         """
+        if not self._scanned or not self.single_writer:
+            self._scanned = True
+            self._touched.clear()
+            self._lost.clear()
+            self._drop_dead_full()
+            return
+        self._replay()
+        if not self.single_writer:  # pragma: no cover - set by refresh only
+            return
+        alive = {id(op) for op in self.sg.operators}
+        cons, outputs, prod = self.cons, self.outputs, self.prod
+
+        def dead(op: Operator) -> bool:
+            return all(id(t) not in cons and id(t) not in outputs for t in op.outputs)
+
+        work = [op for op in self._touched if id(op) in alive and dead(op)]
+        work.extend(p for p in (prod.get(id(t)) for t in self._lost)
+                    if p is not None and id(p) in alive and dead(p))
+        self._touched.clear()
+        self._lost.clear()
+        removed: set[int] = set()
+        while work:
+            op = work.pop()
+            if id(op) in removed:
+                continue
+            removed.add(id(op))
+            self._drop_uses(op, op.inputs, op.outputs)
+            for t in self._lost:
+                p = prod.get(id(t))
+                if p is not None and id(p) in alive and id(p) not in removed and dead(p):
+                    work.append(p)
+            self._lost.clear()
+        if removed:
+            self.sg.operators = [op for op in self.sg.operators if id(op) not in removed]
+
+    def _drop_dead_full(self) -> None:
+        """Rebuild the maps, then remove every dead op (with use counts, maps updated in place)."""
         self.refresh()
         if not self.single_writer:
             self._drop_dead_by_rescans()
@@ -299,7 +424,7 @@ class _G:
                 del cons[key]
 
     def _drop_dead_by_rescans(self) -> None:
-        """:meth:`drop_dead` for a graph where a tensor has several writers: rescan until stable."""
+        """Dead-op removal for a graph where a tensor has several writers: rescan until stable."""
         while True:
             dead = [op for op in self.sg.operators
                     if all(not self.consumers(t) and id(t) not in self.outputs for t in op.outputs)]
@@ -314,7 +439,7 @@ def _int8_view(g: _G, src: Tensor, anchor: Operator) -> Tensor:
     """``src`` as an int8 tensor: uint8 graph inputs get an exact requantizing QUANTIZE."""
     if src.dtype == _I8:
         return src
-    for op in g.consumers(src):
+    for op in g.consumers_in_order(src):
         if op.opcode == "QUANTIZE" and op.outputs[0].dtype == _I8 and \
                 _same(op.outputs[0].quantization, _shift_to_int8(src.quantization)):
             if g.sg.operators.index(op) < g.sg.operators.index(anchor):
@@ -351,12 +476,12 @@ def _fold_requantize(g: _G, op: Operator) -> bool:
     if src is None or not _per_tensor(y.quantization):
         return False
     if src.dtype == y.dtype and _same(src.quantization, y.quantization) and not g.is_io(y):
-        g.sg.operators.remove(op)
-        g.sg.replace_uses(y, src)
+        g.remove(op)
+        g.replace_uses(y, src)
         return True
     if op.inputs[0] is src:
         return False
-    op.inputs = [src]  # one requantizing QUANTIZE (int8/uint8 -> int8/uint8)
+    g.set_io(op, inputs=[src])  # one requantizing QUANTIZE (int8/uint8 -> int8/uint8)
     return True
 
 
@@ -393,7 +518,7 @@ def _sink(g: _G, op: Operator) -> bool:
         t = g.tensor(f"{o.name}/q", o.shape, src.dtype, src.quantization)
         new_outs.append(t)
         dqs.append(Operator("DEQUANTIZE", [t], [o], origin=op.origin))
-    op.inputs, op.outputs = inputs, new_outs
+    g.set_io(op, inputs, new_outs)
     g.insert_after(op, dqs)
     return True
 
@@ -415,8 +540,8 @@ def _hoist(g: _G, quant: Operator) -> bool:
     g.insert_before(op, [Operator("QUANTIZE", [x], [t], origin=quant.origin)])
     inputs = list(op.inputs)
     inputs[idx] = t
-    op.inputs, op.outputs = inputs, [target]
-    g.sg.operators.remove(quant)
+    g.set_io(op, inputs, [target])
+    g.remove(quant)
     return True
 
 
@@ -532,9 +657,8 @@ def _rewrite(g: _G, op: Operator, quant: Operator, new_inputs: list[Tensor | Non
                 before.append(Operator("QUANTIZE", [t], [r], origin=op.origin))
                 new_inputs[i] = r
         g.insert_before(op, before)
-    op.inputs = list(new_inputs)
-    op.outputs = [out]
-    g.sg.operators.remove(quant)
+    g.set_io(op, list(new_inputs), [out])
+    g.remove(quant)
     g.insert_after(op, after)
 
 
