@@ -130,48 +130,60 @@ def widen(ctx: LowerContext, t: Tensor, dtype: np.dtype, hint: str = "wide") -> 
 
 
 def via_float32(fn: Callable[[NodeView, LowerContext], None]) -> Callable[[NodeView, LowerContext], None]:
-    """Run a float32 lowering on bfloat16 inputs/outputs: CAST in, compute in float32, CAST out.
+    """Run a float32 lowering on bfloat16 inputs/outputs (see :func:`float32_route`)."""
+    return float32_route(_BF16)(fn)
+
+
+def float32_route(*narrow_dtypes: np.dtype) -> Callable:
+    """Decorator: run a float32 lowering on ``narrow_dtypes`` inputs/outputs: CAST in, compute in
+    float32, CAST out (bfloat16 via :func:`via_float32`; float16 where a lowering opts in).
 
     bfloat16 -> float32 is exact and float32 -> bfloat16 rounds to nearest even once, so this is
     exact for every op whose float32 result, rounded to bfloat16, is the bfloat16 result: data
     movement, selection and comparison (values are carried unchanged), and correctly rounded
-    arithmetic (+, -, *, /, sqrt; see WIDER). Lowerings not using bfloat16 run untouched.
-    The wrapper swaps the float32 copies in for the node's ONNX values only while ``fn`` runs.
+    arithmetic (+, -, *, /, sqrt; see WIDER). The same holds for float16. Lowerings whose inputs
+    and outputs are not of ``narrow_dtypes`` run untouched. The wrapper swaps the float32 copies in
+    for the node's ONNX values only while ``fn`` runs.
     """
 
-    @functools.wraps(fn)
-    def wrapped(node: NodeView, ctx: LowerContext) -> None:
-        graph = ctx.graph
-        ins = [name for i, name in enumerate(node.inputs) if ctx.has_input(i) and ctx.input(i).dtype == _BF16]
-        outs = [name for name in node.outputs if name and graph.dtypes.get(name) == _BF16]
-        if not ins and not outs:
-            fn(node, ctx)
-            return
-        originals = {name: graph.value(name) for name in ins}
-        for name, t in originals.items():
-            graph.values[name] = widen(ctx, t, _F32, "bf16_as_f32")
-        for name in outs:
-            graph.dtypes[name] = _F32
-        try:
-            fn(node, ctx)
-        finally:
-            graph.values.update(originals)
-            for name in outs:
-                graph.dtypes[name] = _BF16
-        for name in outs:
-            y = graph.values.get(name)
-            if y is None or y.dtype != _F32:
-                raise ctx.fail(Reason.INTERNAL_ERROR, f"output '{name}' was not produced in float32")
-            if y.is_const:  # a value known at conversion time is rounded by numpy (also round to nearest even)
-                graph.values[name] = ctx.new_const(y.data.astype(_BF16), hint="bf16_value")
-                continue
-            # The bfloat16 tensor takes the ONNX name; the float32 result becomes a temporary.
-            out = Tensor(y.name, y.shape, _BF16, shape_signature=y.shape_signature)
-            y.name = graph.unique(f"{y.name}/float32")
-            graph.values[name] = out
-            ctx.emit("CAST", [y], [out], inDataType=_F32, outDataType=_BF16)
+    narrow_set = {np.dtype(d) for d in narrow_dtypes}
 
-    return wrapped
+    def decorate(fn: Callable[[NodeView, LowerContext], None]) -> Callable[[NodeView, LowerContext], None]:
+        @functools.wraps(fn)
+        def wrapped(node: NodeView, ctx: LowerContext) -> None:
+            graph = ctx.graph
+            ins = [name for i, name in enumerate(node.inputs)
+                   if ctx.has_input(i) and ctx.input(i).dtype in narrow_set]
+            outs = {name: graph.dtypes[name] for name in node.outputs if name and graph.dtypes.get(name) in narrow_set}
+            if not ins and not outs:
+                fn(node, ctx)
+                return
+            originals = {name: graph.value(name) for name in ins}
+            for name, t in originals.items():
+                graph.values[name] = widen(ctx, t, _F32, f"{t.dtype.name}_as_f32")
+            for name in outs:
+                graph.dtypes[name] = _F32
+            try:
+                fn(node, ctx)
+            finally:
+                graph.values.update(originals)
+                graph.dtypes.update(outs)
+            for name, dtype in outs.items():
+                y = graph.values.get(name)
+                if y is None or y.dtype != _F32:
+                    raise ctx.fail(Reason.INTERNAL_ERROR, f"output '{name}' was not produced in float32")
+                if y.is_const:  # a value known at conversion time is rounded by numpy (round to nearest even)
+                    graph.values[name] = ctx.new_const(y.data.astype(dtype), hint=f"{dtype.name}_value")
+                    continue
+                # The narrow tensor takes the ONNX name; the float32 result becomes a temporary.
+                out = Tensor(y.name, y.shape, dtype, shape_signature=y.shape_signature)
+                y.name = graph.unique(f"{y.name}/float32")
+                graph.values[name] = out
+                ctx.emit("CAST", [y], [out], inDataType=_F32, outDataType=dtype)
+
+        return wrapped
+
+    return decorate
 
 
 def narrow(ctx: LowerContext, t: Tensor, out: Tensor) -> None:

@@ -171,7 +171,7 @@ _WHERE_DTYPES = ("float32", "float16", "float64") + INTS
 
 
 @lowering("Where", since=9, onnx_dtypes=ALL_NUMERIC + ("bool", "string"),
-          dtypes=_WHERE_DTYPES + ("bool",), verified=_WHERE_DTYPES, dtype_input=1)
+          dtypes=_WHERE_DTYPES + ("bool", "bfloat16"), verified=_WHERE_DTYPES + ("bfloat16",), dtype_input=1)
 def lower_where(node: NodeView, ctx: LowerContext) -> None:
     """SELECT_V2(condition, x, y) with three-way numpy broadcasting."""
     cond, x, y = ctx.input(0), ctx.input(1), ctx.input(2)

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 
 from ...errors import Reason
 from ...ir import Operator, Tensor
 from ..context import LowerContext, NodeView
 from ..registry import FLOATS, lowering
-from .elementwise import via_float32
+from .elementwise import float32_route, via_float32
 
 _F32 = np.dtype(np.float32)
 # LiteRT's BATCH_MATMUL kernel handles operands of rank 2..5 (its reference kernel extends to 5-D).
@@ -115,9 +116,10 @@ def _check_float(ctx: LowerContext, indices: tuple[int, ...], what: str) -> None
 # ---------------------------------------------------------------------------------------
 # MatMul
 # ---------------------------------------------------------------------------------------
-@lowering("MatMul", since=7, onnx_dtypes=_ONNX_DTYPES, dtypes=("float32", "bfloat16"),
-          verified=("float32", "bfloat16"))
-@via_float32  # bfloat16: products are exact in float32; sums accumulate in float32, rounded once
+@lowering("MatMul", since=7, onnx_dtypes=_ONNX_DTYPES, dtypes=("float32", "bfloat16", "float16"),
+          verified=("float32", "bfloat16", "float16"))
+# bfloat16/float16: products are exact in float32; sums accumulate in float32 and are rounded once.
+@float32_route(np.dtype(ml_dtypes.bfloat16), np.dtype(np.float16))
 def lower_matmul(node: NodeView, ctx: LowerContext) -> None:
     """numpy.matmul: 1-D operands are promoted (and the added dim removed afterwards)."""
     _check_float(ctx, (0, 1), "MatMul")

@@ -21,7 +21,7 @@ from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import lowering
-from .elementwise import widen
+from .elementwise import float32_route, widen
 
 _F32 = np.dtype(np.float32)
 
@@ -269,7 +269,9 @@ def swap_last_perm(rank: int, axis: int) -> tuple[int, ...]:
     return tuple(perm)
 
 
-@lowering("Softmax", "LogSoftmax", since=7, dtypes=("float32", "bfloat16"), verified=("float32", "bfloat16"))
+@lowering("Softmax", "LogSoftmax", since=7, dtypes=("float32", "bfloat16", "float16"),
+          verified=("float32", "bfloat16", "float16"))
+@float32_route(np.dtype(np.float16))  # float16: computed in float32, rounded to float16 once
 def lower_softmax(node: NodeView, ctx: LowerContext) -> None:
     """Softmax/LogSoftmax; opset < 13 flattens to 2-D at ``axis``, opset >= 13 uses one axis.
 

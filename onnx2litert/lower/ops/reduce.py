@@ -11,12 +11,17 @@ from __future__ import annotations
 import itertools
 from typing import Iterable
 
+import ml_dtypes
 import numpy as np
 
 from ...errors import Reason
 from ...ir import Tensor
 from ..context import LowerContext, NodeView
 from ..registry import lowering
+from .elementwise import float32_route
+
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+_F16 = np.dtype(np.float16)
 
 _OPCODE = {"ReduceMean": "MEAN", "ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX", "ReduceMin": "REDUCE_MIN",
            "ReduceProd": "REDUCE_PROD", "ReduceL2": "SUM"}
@@ -260,15 +265,17 @@ _COMPOSITE = {"ReduceL1": _reduce_l1, "ReduceSumSquare": _reduce_sum_square, "Re
 def _register(op_type: str, dtypes: tuple[str, ...]) -> None:
     onnx_dtypes = ("float32", "float16", "float64", "bfloat16", "int32", "int64", "uint32", "uint64",
                    "int8", "uint8") + (("bool",) if op_type in _BOOL_OPCODE else ())
+    # bfloat16/float16 max/min are exact through float32 (values are only selected, never rounded).
+    fn = float32_route(_BF16, _F16)(_lower_reduce) if "bfloat16" in dtypes else _lower_reduce
     lowering(op_type, since=7, onnx_dtypes=onnx_dtypes, dtypes=dtypes, verified=dtypes,
-             zero_size_inputs=True)(_lower_reduce)
+             zero_size_inputs=True)(fn)
 
 
 # Dtypes verified end to end (LiteRT vs ONNX Runtime) in tests/test_ops_reduce.py.
 _register("ReduceMean", ("float32", "int32", "int64"))
 _register("ReduceSum", ("float32", "int32", "int64"))
-_register("ReduceMax", ("float32", "int32", "int64", "bool"))
-_register("ReduceMin", ("float32", "int32", "int64", "bool"))
+_register("ReduceMax", ("float32", "int32", "int64", "bool", "bfloat16", "float16"))
+_register("ReduceMin", ("float32", "int32", "int64", "bool", "bfloat16", "float16"))
 _register("ReduceProd", ("float32", "int32", "int64"))
 _register("ReduceL2", ("float32",))
 _register("ReduceL1", ("float32",))
