@@ -180,3 +180,40 @@ def test_conv_integer_runtime_weights_follow_conv():
     feeds = {"x": ints(np.uint8, [1, 1, 3, 3]), "w": ints(np.uint8, [2, 1, 2, 2]), "zx": np.array(3, np.uint8),
              "zw": np.array(1, np.uint8)}
     check_model(model, feeds)
+
+
+@pytest.mark.parametrize("runtime_params", [False, True])
+def test_blocked_dequantize_linear(runtime_params):
+    """Blocked DequantizeLinear (opset 21): one scale / zero point per 2 elements along axis 1."""
+    scale = np.array([[0.5, 0.25], [1.0, 2.0], [0.125, 4.0]], np.float32)
+    zp = np.array([[1, -2], [0, 3], [-1, 5]], np.int8)
+    inputs = [("x", np.int8, [3, 4])]
+    inits = {}
+    if runtime_params:
+        inputs += [("s", np.float32, [3, 2]), ("z", np.int8, [3, 2])]
+    else:
+        inits = {"s": scale, "z": zp}
+    model = make_model([helper.make_node("DequantizeLinear", ["x", "s", "z"], ["y"], axis=1, block_size=2)],
+                       inputs, [("y", np.float32, [3, 4])], inits, opset=21)
+    feeds = {"x": ints(np.int8, [3, 4])}
+    if runtime_params:
+        feeds.update(s=scale, z=zp)
+    check_model(model, feeds)
+
+
+@pytest.mark.parametrize("runtime_params", [False, True])
+def test_blocked_quantize_linear(runtime_params):
+    scale = np.array([[0.5, 0.25], [1.0, 2.0], [0.125, 4.0]], np.float32)
+    zp = np.array([[1, 2], [0, 3], [7, 5]], np.uint8)
+    inputs = [("x", np.float32, [3, 4])]
+    inits = {}
+    if runtime_params:
+        inputs += [("s", np.float32, [3, 2]), ("z", np.uint8, [3, 2])]
+    else:
+        inits = {"s": scale, "z": zp}
+    model = make_model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=1, block_size=2)],
+                       inputs, [("y", np.uint8, [3, 4])], inits, opset=21)
+    feeds = {"x": np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32) * 4}
+    if runtime_params:
+        feeds.update(s=scale, z=zp)
+    check_model(model, feeds)

@@ -332,13 +332,6 @@ def test_conv_integer_exact():
 
 # -- unsupported cases -------------------------------------------------------------------------
 
-def test_blocked_quantization_fails():
-    inits = {"s": np.full((2, 2), 0.1, np.float32), "z": np.zeros((2, 2), np.int8)}
-    node = helper.make_node("DequantizeLinear", ["i", "s", "z"], ["d"], axis=1, block_size=2)
-    model = _model([node], [("i", np.int8, [2, 4])], [("d", np.float32, [2, 4])], inits, opset=21)
-    expect_failure(model, "unsupported_attribute_value")
-
-
 def test_per_axis_quantize_of_runtime_tensor_fails():
     inits = {"s": np.array([0.1, 0.2], np.float32), "z": np.zeros(2, np.int8)}
     node = helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1)

@@ -238,9 +238,27 @@ def _param_shape(ctx: LowerContext, t: Tensor, rank: int, axis: int, what: str) 
     return tuple(shape)
 
 
-def _float_param(ctx: LowerContext, i: int, rank: int, axis: int, what: str) -> Tensor:
+def _block_param(ctx: LowerContext, t: Tensor, x_shape: tuple[int, ...], axis: int, block: int,
+                 what: str) -> Tensor:
+    """A blocked parameter (one value per ``block`` elements along ``axis``) repeated to ``x_shape``."""
+    want = list(x_shape)
+    want[axis] = -(-x_shape[axis] // block)
+    if list(t.shape) != want:
+        raise ctx.fail(Reason.INVALID_MODEL, f"blocked {what} has shape {list(t.shape)}, expected {want}")
+    index = np.arange(x_shape[axis]) // block  # element i along the axis uses block i // block
+    if t.is_const:
+        return ctx.new_const(np.take(np.asarray(t.data, np.float64), index, axis=axis).astype(_F32), hint="param")
+    f = t if t.dtype == _F32 else ctx.emit1("CAST", [t], t.shape, _F32, "param_f32")
+    return ctx.emit1("GATHER", [f, ctx.new_const(index.astype(np.int32), hint="block_index")], tuple(x_shape),
+                     _F32, "param_blocks", axis=axis)
+
+
+def _float_param(ctx: LowerContext, i: int, rank: int, axis: int, what: str,
+                 block: int = 0, x_shape: tuple[int, ...] = ()) -> Tensor:
     """Input ``i`` (a scale or a zero point, constant or not) as float32, shaped to broadcast."""
     t = ctx.input(i)
+    if block:
+        return _block_param(ctx, t, x_shape, axis, block, what)
     shape = _param_shape(ctx, t, rank, axis, what)
     if t.is_const:
         return ctx.new_const(np.asarray(t.data, np.float64).astype(_F32).reshape(shape), hint="param")
@@ -273,9 +291,12 @@ def _dequantize_arith(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
     if _scale_dtype(ctx, 1) != _F32:
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE, f"DequantizeLinear with {_scale_dtype(ctx, 1).name} scales "
                                                  "(a float32 output is supported)")
-    axis = _axis(ctx, int(node.attr("axis", 1)), x.rank) if ctx.input(1).size > 1 else 0
-    scale = _float_param(ctx, 1, x.rank, axis, "scale")
+    block = int(node.attr("block_size", 0) or 0)
+    axis = _axis(ctx, int(node.attr("axis", 1)), x.rank) if ctx.input(1).size > 1 or block else 0
+    scale = _float_param(ctx, 1, x.rank, axis, "scale", block, x.shape)
     out = ctx.output(0, x.shape, _F32)
+    if x.dtype == np.int32 and block:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "blocked DequantizeLinear of int32 data")
     if x.dtype == np.int32:
         # (x - zp) in int32 first, as ONNX Runtime: float32 cannot hold every int32 difference.
         d = x
@@ -288,7 +309,7 @@ def _dequantize_arith(node: NodeView, ctx: LowerContext, x: Tensor) -> None:
     else:
         f = ctx.emit1("CAST", [x], x.shape, _F32, "as_float")
         if ctx.has_input(2):
-            zp = _float_param(ctx, 2, x.rank, axis, "zero point")
+            zp = _float_param(ctx, 2, x.rank, axis, "zero point", block, x.shape)
             f = ctx.emit1("SUB", [f, zp], x.shape, _F32, "centered", fusedActivationFunction="NONE")
     ctx.emit("MUL", [f, scale], [out], fusedActivationFunction="NONE")
 
@@ -297,13 +318,14 @@ def _quantize_arith(node: NodeView, ctx: LowerContext, x: Tensor, dtype: np.dtyp
     """QuantizeLinear as saturate(round_half_even(x / scale) + zp) with run-time parameters."""
     if x.dtype != _F32 or _scale_dtype(ctx, 1) != _F32:
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE, "QuantizeLinear with run-time parameters needs float32 x and scale")
-    axis = _axis(ctx, int(node.attr("axis", 1)), x.rank) if ctx.input(1).size > 1 else 0
-    scale = _float_param(ctx, 1, x.rank, axis, "scale")
+    block = int(node.attr("block_size", 0) or 0)
+    axis = _axis(ctx, int(node.attr("axis", 1)), x.rank) if ctx.input(1).size > 1 or block else 0
+    scale = _float_param(ctx, 1, x.rank, axis, "scale", block, x.shape)
     y = ctx.emit1("DIV", [x, scale], x.shape, _F32, "scaled", fusedActivationFunction="NONE")
     y = ctx.emit1("ROUND", [y], x.shape, _F32, "rounded")  # LiteRT ROUND: half to even, as ONNX
     if ctx.has_input(2):
-        y = ctx.emit1("ADD", [y, _float_param(ctx, 2, x.rank, axis, "zero point")], x.shape, _F32, "shifted",
-                      fusedActivationFunction="NONE")
+        y = ctx.emit1("ADD", [y, _float_param(ctx, 2, x.rank, axis, "zero point", block, x.shape)], x.shape,
+                      _F32, "shifted", fusedActivationFunction="NONE")
     _saturate_cast(ctx, y, dtype, ctx.output(0, x.shape, dtype))
 
 
@@ -314,15 +336,14 @@ def _quantize_arith(node: NodeView, ctx: LowerContext, x: Tensor, dtype: np.dtyp
 def lower_quantize_linear(node: NodeView, ctx: LowerContext) -> None:
     """QuantizeLinear -> QUANTIZE (per tensor; a constant input is quantized at conversion time)."""
     x = ctx.input(0)
-    if int(node.attr("block_size", 0) or 0):
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "blocked quantization (block_size) is not supported")
+    blocked = bool(int(node.attr("block_size", 0) or 0))  # blocked parameters: the arithmetic form
     out_dtype = node.attr("output_dtype", 0)
     zp_dtype = helper.tensor_dtype_to_np_dtype(out_dtype) if out_dtype else None
     precision = int(node.attr("precision", 0) or 0)
     if precision and helper.tensor_dtype_to_np_dtype(precision) != _scale_dtype(ctx, 1):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
                        f"precision {helper.tensor_dtype_to_np_dtype(precision)} differs from the scale dtype")
-    if _is_runtime(ctx, 1) or _is_runtime(ctx, 2) or (
+    if blocked or _is_runtime(ctx, 1) or _is_runtime(ctx, 2) or (
             np.dtype(zp_dtype) if zp_dtype is not None else ctx.input(2).dtype if ctx.has_input(2)
             else np.dtype(np.uint8)).name in ("int16", "uint16"):
         dtype = np.dtype(zp_dtype) if zp_dtype is not None else (
@@ -357,13 +378,13 @@ def lower_dequantize_linear(node: NodeView, ctx: LowerContext) -> None:
     Run-time scales / zero points and 16-bit inputs use the arithmetic form (x - zp) * scale.
     """
     x = ctx.input(0)
-    if int(node.attr("block_size", 0) or 0):
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "blocked quantization (block_size) is not supported")
+    blocked = bool(int(node.attr("block_size", 0) or 0))  # blocked parameters: the arithmetic form
     out_dtype = int(node.attr("output_dtype", 0) or 0)
     if _scale_dtype(ctx, 1) != _F32 or (out_dtype and helper.tensor_dtype_to_np_dtype(out_dtype) != _F32):
         raise ctx.fail(Reason.UNSUPPORTED_DTYPE, "DequantizeLinear to a float16/bfloat16 output is not supported "
                                                  "(float32 scales and output are)")
-    if not x.is_const and (_is_runtime(ctx, 1) or _is_runtime(ctx, 2) or x.dtype.name in ("int16", "uint16")):
+    if not x.is_const and (blocked or _is_runtime(ctx, 1) or _is_runtime(ctx, 2)
+                           or x.dtype.name in ("int16", "uint16")):
         _dequantize_arith(node, ctx, x)
         return
     scale, zp, axis, _ = _params(ctx, 1, 2, x.rank, int(node.attr("axis", 1)), x.dtype)
