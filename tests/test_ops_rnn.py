@@ -245,7 +245,11 @@ def test_dynamic_sequence_length():
     dim.ClearField("dim_value")
     dim.dim_param = "seq"
     model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "seq"
-    expect_failure(model, "dynamic_shape_unsupported")
+    expect_failure(model, "dynamic_shape_unsupported", dynamic_shapes=False)
+    # By default the unrolled sequence is fixed at its representative length, and the user is told.
+    result = onnx2litert.convert(model)
+    assert result.reports["dynamic_shapes"]["dynamic"] is False
+    assert any("'seq'" in w and "static sizes" in w for w in result.warnings)
 
 
 def test_float64_rejected():
