@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from .passes import run_passes
 from .quantize import collect_ranges, load_samples, quantize_integer, ranges_by_position, to_dynamic_range
 from .quantize.float16 import float16_variant
 from .report import op_coverage_report
-from .export.flatbuffer import FileImage
+from .export.flatbuffer import FileImage, write_atomic
 from .export.large import IN_MEMORY_LIMIT, constant_bytes, prepare_export
 from .split.pipeline import run_split, threshold_error
 
@@ -329,21 +328,8 @@ def _evaluate(source: ModelSource, prepared: PreparedGraph, opts: ConversionOpti
 
 
 def _write_atomic(path: Path, data: bytes) -> str:
-    """Write via a temporary file and rename, so no partial file is ever left behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return str(path)
+    """Write ``data`` to ``path`` atomically (see :func:`onnx2litert.export.flatbuffer.write_atomic`)."""
+    return write_atomic(path, lambda f: f.write(data))
 
 
 def _write_json(out_dir: Path, name: str, report: dict) -> str:

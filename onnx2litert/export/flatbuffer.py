@@ -22,7 +22,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import flatbuffers
 import numpy as np
@@ -231,21 +231,27 @@ class FileImage:
 
     def write_file(self, path: str | os.PathLike) -> str:
         """Stream the file to ``path`` via a temporary file and a rename (no partial file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                self.write_to(f)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return str(path)
+        return write_atomic(path, self.write_to)
+
+
+def write_atomic(path: str | os.PathLike, writer: Callable[[BinaryIO], object]) -> str:
+    """Create ``path`` with ``writer(file)`` via a temporary file and a rename, so no partial file
+    is ever left behind; the file gets the usual mode (umask applied)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return str(path)
 
 
 class _Tables:
