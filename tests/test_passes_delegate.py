@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from onnx2litert.passes.delegate import (max_pool_pad_to_zero_pad, mirror_pad_pieces, mirror_pad_to_slices,
+from onnx2litert.passes.delegate import (transpose_conv_to_depth_to_space, max_pool_pad_to_zero_pad, mirror_pad_pieces, mirror_pad_to_slices,
                                          nearest_resize_to_concat, split_relu_0_to_1, split_v_to_slices)
 from onnx2litert.passes.fuse import fold_channel_permutation
 from onnx2litert.passes.layout import optimize_layout, reshape_after_transpose
@@ -245,6 +245,44 @@ def test_split_v_to_slices(axis):
     outs = b.multi("SPLIT_V", [x, b.const(sizes, np.int32), b.const(axis, np.int32)], shapes, numSplits=len(sizes))
     m = check_rewrite(b.model([b.op("ABS", [o], o.shape) for o in outs]), split_v_to_slices)
     assert opcounts(m)["SPLIT_V"] == 0 and opcounts(m)["SLICE"] == len(sizes)
+
+
+# -- TRANSPOSE_CONV with kernel == stride ---------------------------------------------------------
+
+def _transpose_conv(b: Builder, x, c_out: int, k: int, s: int, padding: str = "VALID", bias: bool = True,
+                    act: str = "NONE"):
+    n, h, w, c_in = x.shape
+    oh, ow = (h - 1) * s + k, (w - 1) * s + k
+    if padding == "SAME":
+        oh, ow = h * s, w * s
+    shape = (n, oh, ow, c_out)
+    inputs = [b.const(shape, np.int32), b.const(_w(c_out, k, k, c_in)), x]
+    if bias:
+        inputs.append(b.const(_w(c_out)))
+    return b.op("TRANSPOSE_CONV", inputs, shape, np.float32, padding=padding, strideH=s, strideW=s,
+                fusedActivationFunction=act)
+
+
+@pytest.mark.parametrize("s,padding,bias,act,batch", [(2, "VALID", True, "NONE", 1), (2, "SAME", False, "RELU", 2),
+                                                      (3, "VALID", True, "RELU6", 1)])
+def test_transpose_conv_to_depth_to_space(s, padding, bias, act, batch):
+    b = Builder()
+    x = b.input("x", (batch, 3, 4, 5))
+    m = check_rewrite(b.model([_transpose_conv(b, x, 6, s, s, padding, bias, act)]), transpose_conv_to_depth_to_space)
+    counts = opcounts(m)
+    assert counts["TRANSPOSE_CONV"] == 0 and counts["CONV_2D"] == 1 and counts["DEPTH_TO_SPACE"] == 1
+
+
+@pytest.mark.parametrize("case", ["overlap", "non_square_stride"])
+def test_transpose_conv_kept(case):
+    b = Builder()
+    x = b.input("x", (1, 3, 4, 5))
+    if case == "overlap":  # kernel 3 > stride 2: output pixels sum several taps
+        y = _transpose_conv(b, x, 2, 3, 2)
+    else:
+        y = b.op("TRANSPOSE_CONV", [b.const((1, 6, 4, 2), np.int32), b.const(_w(2, 2, 1, 5)), x],
+                 (1, 6, 4, 2), np.float32, padding="VALID", strideH=2, strideW=1, fusedActivationFunction="NONE")
+    assert not transpose_conv_to_depth_to_space(b.model([y]).main)
 
 
 # -- channel permutations -----------------------------------------------------------------------------

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnx2litert.passes.cleanup import (canonicalize_clamps, canonicalize_reshapes,
+from onnx2litert.passes.cleanup import (canonicalize_clamps, drop_reshapes_around_elementwise, relu_before_minimum, canonicalize_reshapes,
                                         drop_reshape_before_fully_connected, remove_noop_arithmetic)
 from onnx2litert.passes.dce import remove_dead_ops
 from onnx2litert.passes.fold import eliminate_common_ops, fold_constants, share_constants
-from onnx2litert.passes.fuse import (fold_affine_into_producer, fold_pad_into_conv, fuse_activations,
+from onnx2litert.passes.fuse import (fold_affine_into_producer, fold_positive_scale_into_consumers, fold_pad_into_conv, fuse_activations,
                                      fuse_activations_through_concat)
 from onnx2litert.passes.pipeline import optimize_subgraph
 from tests.test_passes_support import Builder, check_rewrite, opcounts
@@ -252,3 +252,104 @@ def test_cast_round_trip_after_exact_widening_is_removed(src, mid, removed):
     remove_noop_arithmetic(sg)
     assert (sg.operators[-1].inputs[0] is x) is removed
     assert (sg.count("CAST") == 1) is removed
+
+
+# -- positive scale before RELU into consumers --------------------------------------------------------
+
+def _bn_relu(b: Builder, x, scale: np.ndarray, act: str = "RELU"):
+    c = x.shape[-1]
+    y = b.op("MUL", [x, b.const(scale.reshape(1, 1, c))], x.shape, fusedActivationFunction="NONE")
+    return b.op("ADD", [b.const(_w(1, 1, c)), y], x.shape, fusedActivationFunction=act)
+
+
+def _conv_on(b: Builder, x, c_out: int, k: int):
+    return b.op("CONV_2D", [x, b.const(_w(c_out, k, k, x.shape[-1])), b.const(_w(c_out))], x.shape[:3] + (c_out,),
+                padding="SAME", strideW=1, strideH=1, dilationHFactor=1, dilationWFactor=1,
+                fusedActivationFunction="NONE")
+
+
+@pytest.mark.parametrize("act", ["RELU", "NONE"])
+def test_positive_scale_folds_into_consumer_convs(act):
+    b = Builder()
+    x = b.input("x", (1, 5, 6, 4))
+    y = _bn_relu(b, x, rng.uniform(0.2, 3.0, 4).astype(np.float32), act)
+    m = check_rewrite(b.model([_conv_on(b, y, 3, 3), _conv_on(b, y, 2, 1)]), fold_positive_scale_into_consumers)
+    counts = opcounts(m)
+    assert counts["MUL"] == 0 and counts["ADD"] == 1
+
+
+def test_positive_scale_folds_into_fully_connected():
+    b = Builder()
+    x = b.input("x", (2, 6))
+    y = b.op("MUL", [b.const(rng.uniform(0.2, 3.0, 6).astype(np.float32)), x], x.shape, fusedActivationFunction="NONE")
+    y = b.op("ADD", [y, b.const(_w(6))], x.shape, fusedActivationFunction="RELU")
+    out = b.op("FULLY_CONNECTED", [y, b.const(_w(3, 6)), b.const(_w(3))], (2, 3), fusedActivationFunction="NONE")
+    m = check_rewrite(b.model([out]), fold_positive_scale_into_consumers)
+    assert opcounts(m)["MUL"] == 0
+
+
+@pytest.mark.parametrize("case", ["negative_scale", "zero_scale", "relu6", "graph_output", "pool_consumer"])
+def test_positive_scale_kept(case):
+    b = Builder()
+    x = b.input("x", (1, 5, 6, 4))
+    scale = rng.uniform(0.2, 3.0, 4).astype(np.float32)
+    if case in ("negative_scale", "zero_scale"):
+        scale[1] = -0.5 if case == "negative_scale" else 0.0
+    y = _bn_relu(b, x, scale, "RELU6" if case == "relu6" else "RELU")
+    outs = [_conv_on(b, y, 3, 3)]
+    if case == "graph_output":
+        outs.append(y)
+    elif case == "pool_consumer":
+        outs.append(b.op("MAX_POOL_2D", [y], (1, 2, 3, 4), padding="VALID", strideH=2, strideW=2, filterHeight=2,
+                         filterWidth=2, fusedActivationFunction="NONE"))
+    assert not fold_positive_scale_into_consumers(b.model(outs).main)
+
+
+# -- reshapes around elementwise chains ---------------------------------------------------------------
+
+def test_reshapes_around_scalar_elementwise_chain_dropped():
+    b = Builder()
+    x = b.input("x", (1, 1, 1, 8))
+    y = b.reshape(b.op("ABS", [x], x.shape), (1, 8, 1, 1))
+    y = b.op("ADD", [y, b.const(3.0)], y.shape, fusedActivationFunction="NONE")
+    y = b.op("MINIMUM", [b.const([6.0]), y], y.shape)
+    y = b.op("RELU", [y], y.shape)
+    y = b.reshape(y, (1, 1, 1, 8))
+    out = b.op("MUL", [y, b.const(_w(8))], y.shape, fusedActivationFunction="NONE")
+    m = check_rewrite(b.model([out]), drop_reshapes_around_elementwise)
+    assert opcounts(m)["RESHAPE"] == 0
+
+
+@pytest.mark.parametrize("case", ["channel_const", "other_shape", "wide_scalar"])
+def test_reshapes_around_elementwise_kept(case):
+    b = Builder()
+    x = b.input("x", (2, 8))
+    y = b.reshape(x, (2, 8, 1, 1))
+    if case == "channel_const":  # a per-channel constant broadcasts differently once the shape changes
+        y = b.op("ADD", [y, b.const(_w(8, 1, 1))], y.shape, fusedActivationFunction="NONE")
+    elif case == "wide_scalar":  # a rank-4 scalar would make the rank-2 result rank 4
+        y = b.op("ADD", [y, b.const(np.ones((1, 1, 1, 1)))], y.shape, fusedActivationFunction="NONE")
+    else:
+        y = b.op("RELU", [y], y.shape)
+    y = b.reshape(y, (4, 4) if case == "other_shape" else (2, 8))
+    assert not drop_reshapes_around_elementwise(b.model([y]).main)
+
+
+# -- RELU after MINIMUM -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bound", [1.0, 0.0, 6.0])
+def test_relu_moves_before_minimum_and_fuses(bound):
+    b = Builder()
+    y = _conv_on(b, b.input("x", (1, 4, 5, 3)), 4, 3)
+    y = b.op("MINIMUM", [y, b.const(bound)], y.shape)
+    m = check_rewrite(b.model([b.op("RELU", [y], y.shape)]), relu_before_minimum)
+    assert [op.opcode for op in m.main.operators] == ["CONV_2D", "RELU", "MINIMUM"]
+    optimize_subgraph(m.main)
+    assert opcounts(m)["RELU"] == 0
+
+
+def test_relu_after_negative_minimum_kept():
+    b = Builder()
+    x = b.input("x", (1, 4, 5, 3))
+    y = b.op("RELU", [b.op("MINIMUM", [x, b.const(-1.0)], x.shape)], x.shape)
+    assert not relu_before_minimum(b.model([y]).main)

@@ -6,6 +6,12 @@
   constant bounds (0, 6), (-1, 1) becomes RELU6 / RELU_N1_TO_1 (float32 only: those kernels
   are float-only here), so activation fusion can see them. A (0, 1) clamp stays
   MINIMUM(RELU(x), 1): XNNPACK does not delegate RELU_0_TO_1, and the RELU can fuse.
+* :func:`relu_before_minimum`: ``RELU(MINIMUM(x, c))`` with ``c >= 0`` becomes
+  ``MINIMUM(RELU(x), c)`` (the same clamp to ``[0, c]``), so the RELU can fuse into the op
+  producing ``x`` (a hard sigmoid whose scale folded into a convolution ends this way).
+* :func:`drop_reshapes_around_elementwise`: ``RESHAPE(x) -> elementwise chain -> RESHAPE``
+  back to ``x``'s shape, where each op is unary or takes a scalar constant, runs the chain on
+  ``x`` directly (an elementwise op does not care how the elements are arranged).
 * :func:`remove_noop_arithmetic`: ``x + 0``, ``x - 0``, ``x * 1``, ``x / 1`` and casts to the
   same dtype, when they neither broadcast nor carry a fused activation.
 """
@@ -105,6 +111,108 @@ def canonicalize_clamps(sg: Subgraph) -> bool:
             continue
         producers = _producers(sg)
         consumers = sg.consumers()
+    return changed
+
+
+# Ops computing each output element from the same-position input element (and scalar constants).
+_ELEMENTWISE_UNARY = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LOGISTIC", "TANH", "HARD_SWISH",
+                                "ABS", "NEG", "EXP", "LOG", "SQRT", "RSQRT", "SQUARE", "ELU", "GELU", "FLOOR",
+                                "CEIL", "ROUND", "SIN", "COS"})
+_ELEMENTWISE_BINARY = frozenset({"ADD", "SUB", "MUL", "DIV", "MINIMUM", "MAXIMUM", "POW", "SQUARED_DIFFERENCE"})
+
+
+def _scalar_elementwise_input(op: Operator) -> Tensor | None:
+    """The variable input of a unary op, or of a binary op whose other input is a scalar constant."""
+    if len(op.outputs) != 1:
+        return None
+    if op.opcode in _ELEMENTWISE_UNARY and len(op.inputs) == 1:
+        return op.inputs[0]
+    if op.opcode in _ELEMENTWISE_BINARY and len(op.inputs) == 2:
+        a, b = op.inputs
+        if a is not None and b is not None and b.is_const and b.data.size == 1 and b.rank <= a.rank \
+                and not a.is_const:
+            return a
+        if a is not None and b is not None and a.is_const and a.data.size == 1 and a.rank <= b.rank \
+                and not b.is_const:
+            return b
+    return None
+
+
+def drop_reshapes_around_elementwise(sg: Subgraph) -> bool:
+    """``RESHAPE(x) -> e1 -> ... -> ek -> RESHAPE`` to ``x.shape`` becomes ``x -> e1 -> ... -> ek``.
+
+    Each ``e`` is unary or has a scalar constant second operand, keeps its input's shape, is
+    plain float32 and its input is used only by it; so the chain computes the same elements in
+    the same order whatever the shape. (A layout pass turns a transpose that moves only unit
+    dims into such a RESHAPE, e.g. a hard sigmoid on an (N, C, 1, 1) squeeze-excitation vector.)
+    """
+    changed = True
+    any_change = False
+    while changed:
+        changed = False
+        consumers = sg.consumers()
+        for first in list(sg.operators):
+            if first.opcode != "RESHAPE" or not first.inputs or first.inputs[0] is None:
+                continue
+            x, t = first.inputs[0], first.outputs[0]
+            if not (is_plain_float(x) and is_plain_float(t)) or is_dynamic(x) or is_dynamic(t):
+                continue
+            chain: list[Operator] = []
+            last = None
+            while single_use(sg, t, consumers):
+                user = consumers[t][0]
+                if user.opcode == "RESHAPE" and user.inputs[0] is t:
+                    last = user
+                    break
+                if _scalar_elementwise_input(user) is not t or user.outputs[0].shape != t.shape \
+                        or not is_plain_float(user.outputs[0]):
+                    break
+                chain.append(user)
+                t = user.outputs[0]
+            if last is None or not chain or last.outputs[0].shape != x.shape or is_dynamic(last.outputs[0]):
+                continue
+            # A scalar constant of higher rank than x would broadcast x's shape up.
+            if any(i is not None and i.is_const and i.rank > x.rank for op in chain for i in op.inputs):
+                continue
+            prev = x
+            for op in chain:
+                var, old = _scalar_elementwise_input(op), op.outputs[0]
+                new = last.outputs[0] if op is chain[-1] else Tensor(old.name, x.shape, old.dtype)
+                op.inputs = [prev if i is var else i for i in op.inputs]
+                op.outputs = [new]
+                prev = new
+            sg.operators.remove(first)
+            sg.operators.remove(last)
+            changed = any_change = True
+            break
+    return any_change
+
+
+def relu_before_minimum(sg: Subgraph) -> bool:
+    """``RELU(MINIMUM(x, c))`` -> ``MINIMUM(RELU(x), c)`` for a scalar constant ``c >= 0``."""
+    changed = False
+    producers = _producers(sg)
+    consumers = sg.consumers()
+    for relu in list(sg.operators):
+        if relu.opcode != "RELU" or len(relu.inputs) != 1 or not is_plain_float(relu.outputs[0]):
+            continue
+        m = relu.inputs[0]
+        mini = producers.get(id(m))
+        if mini is None or mini.opcode != "MINIMUM" or not single_use(sg, m, consumers) or not is_plain_float(m):
+            continue
+        found = _bound(mini)
+        if found is None or not found[1] >= 0.0 or not is_plain_float(found[0]) or m.shape != relu.outputs[0].shape:
+            continue
+        x, out = found[0], relu.outputs[0]
+        relu.inputs, relu.outputs = [x], [m]
+        mini.inputs = [m if t is x else t for t in mini.inputs]
+        mini.outputs = [out]
+        # RELU now runs first: put it at the MINIMUM's place and the MINIMUM at the RELU's.
+        i, j = sg.operators.index(mini), sg.operators.index(relu)
+        sg.operators[i], sg.operators[j] = relu, mini
+        producers = _producers(sg)
+        consumers = sg.consumers()
+        changed = True
     return changed
 
 

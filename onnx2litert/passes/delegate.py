@@ -16,7 +16,12 @@ strides, CONCATENATION of at most 5 inputs, RESHAPE, RELU, MINIMUM, CONV_2D):
   over the real values every window holds);
 * :func:`nearest_resize_to_concat`: RESIZE_NEAREST_NEIGHBOR by integer factors without
   align_corners -> RESHAPE + CONCATENATION copies (each pixel repeated);
-* :func:`split_v_to_slices`: SPLIT_V -> one SLICE per output.
+* :func:`split_v_to_slices`: SPLIT_V -> one SLICE per output;
+* :func:`transpose_conv_to_depth_to_space`: TRANSPOSE_CONV whose kernel equals its
+  stride (no overlap: every output pixel has exactly one tap) -> 1x1 CONV_2D producing
+  ``s*s*Cout`` channels + DEPTH_TO_SPACE. Its output shape is no input tensor, so a dynamic
+  batch needs no run-time SHAPE arithmetic (XNNPACK refuses a TRANSPOSE_CONV whose
+  output_shape is not constant, which split a U-Net into 5 partitions).
 
 All act on static shapes and on float32 tensors without quantization (the integer paths are
 left to the quantized kernels).
@@ -278,14 +283,62 @@ def split_v_to_slices(sg: Subgraph) -> bool:
     return changed
 
 
+# -- TRANSPOSE_CONV ---------------------------------------------------------------------------------
+
+def transpose_conv_to_depth_to_space(sg: Subgraph) -> bool:
+    """TRANSPOSE_CONV with kernel == stride (square) and no cropping -> CONV_2D 1x1 + DEPTH_TO_SPACE.
+
+    LiteRT's TRANSPOSE_CONV writes ``out[n, i*s + a, j*s + b, o] = bias[o] + sum_c x[n, i, j, c] *
+    W[o, a, b, c]`` (padding 0; SAME adds none when kernel == stride). A 1x1 convolution with
+    filter row ``(a*s + b)*Cout + o`` = ``W[o, a, b, :]`` and the bias tiled ``s*s`` times gives
+    those values as channels, which DEPTH_TO_SPACE (block ``s``) moves to ``(i*s + a, j*s + b, o)``.
+    The fused activation is elementwise, so it moves to the convolution.
+    """
+    namer = Namer(sg)
+    changed = False
+    for op in list(sg.operators):
+        if op.opcode != "TRANSPOSE_CONV" or len(op.inputs) < 3:
+            continue
+        x, w, out = op.inputs[2], op.inputs[1], op.outputs[0]
+        bias = op.inputs[3] if len(op.inputs) > 3 else None
+        if not _static_float(x, out, w) or not w.is_const or x.rank != 4 or w.rank != 4:
+            continue
+        if bias is not None and not (is_plain_float(bias) and bias.is_const):
+            continue
+        c_out, kh, kw, c_in = w.shape
+        s = int(op.options.get("strideH", 1))
+        if not (s == kh == kw == int(op.options.get("strideW", 1))) or s < 2 or x.shape[3] != c_in:
+            continue
+        n, h, wd, _ = x.shape
+        if out.shape != (n, h * s, wd * s, c_out):
+            continue
+        if activation(op) not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+            continue
+        b = np.zeros(c_out, np.float32) if bias is None else np.asarray(bias.data, np.float32).reshape(-1)
+        if b.size != c_out:
+            continue
+        filt = np.ascontiguousarray(np.transpose(np.asarray(w.data, np.float32), (1, 2, 0, 3)))
+        filt = filt.reshape(s * s * c_out, 1, 1, c_in)
+        e = _Emitter(sg, namer, op.origin, out.name)
+        y = e.tensor((n, h, wd, s * s * c_out), out, "channels")
+        e.emit("CONV_2D", [x, new_const(namer(f"{out.name}/filter"), filt, np.float32),
+                           new_const(namer(f"{out.name}/bias"), np.tile(b, s * s), np.float32)], y,
+               padding="VALID", strideH=1, strideW=1, dilationHFactor=1, dilationWFactor=1,
+               fusedActivationFunction=activation(op))
+        e.emit("DEPTH_TO_SPACE", [y], out, blockSize=s)
+        e.replace(op)
+        changed = True
+    return changed
+
+
 def delegate_friendly(sg: Subgraph) -> bool:
     """Run every rewrite of this module; True when one changed the graph."""
     changed = False
     for rewrite in (mirror_pad_to_slices, split_relu_0_to_1, max_pool_pad_to_zero_pad, nearest_resize_to_concat,
-                    split_v_to_slices):
+                    split_v_to_slices, transpose_conv_to_depth_to_space):
         changed |= rewrite(sg)
     return changed
 
 
 __all__ = ["delegate_friendly", "max_pool_pad_to_zero_pad", "mirror_pad_pieces", "mirror_pad_to_slices",
-           "nearest_resize_to_concat", "split_relu_0_to_1", "split_v_to_slices"]
+           "nearest_resize_to_concat", "transpose_conv_to_depth_to_space", "split_relu_0_to_1", "split_v_to_slices"]

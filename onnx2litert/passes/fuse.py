@@ -10,6 +10,10 @@
   selects padding).
 * :func:`fuse_activations`: RELU / RELU6 / RELU_N1_TO_1 after an op whose LiteRT kernel
   honours the fused activation becomes that op's ``fusedActivationFunction``.
+* :func:`fold_positive_scale_into_consumers`: ``ADD(MUL(x, s), b)`` (optionally RELU) read only
+  by CONV_2D / FULLY_CONNECTED, with ``s > 0`` per input channel, becomes ``ADD(x, b / s)``
+  and the consumers' weights scaled by ``s`` (``relu(s*x + b) = s * relu(x + b/s)``). This
+  removes the MUL of a pre-activation BatchNormalization (DenseNet's BN -> ReLU -> Conv).
 * :func:`fold_channel_permutation`: a RESHAPE/TRANSPOSE chain that only permutes channels
   becomes a permutation of the producing (or consuming) conv's weights.
 
@@ -254,6 +258,84 @@ def fuse_activations_through_concat(sg: Subgraph) -> bool:
         concat.outputs = [out]
         sg.operators.remove(op)
         producers[id(out)] = concat
+        changed = True
+    return changed
+
+
+# -- positive scales through RELU into consumers -----------------------------------------------------
+
+# Consumers whose input channels are the last axis of their constant weights (weights input index).
+_INPUT_CHANNEL_CONSUMERS = {"CONV_2D": 1, "FULLY_CONNECTED": 1}
+
+
+def _scales_consumers(sg: Subgraph, y: Tensor, channels: int, consumers: dict) -> list[Operator] | None:
+    """The ops reading ``y`` when all are dense CONV_2D / FULLY_CONNECTED taking it as data input only."""
+    users = consumers.get(y, [])
+    if not users or any(o is y for o in sg.outputs):
+        return None
+    for user in users:
+        w_idx = _INPUT_CHANNEL_CONSUMERS.get(user.opcode)
+        if w_idx is None or user.inputs[0] is not y or any(t is y for t in user.inputs[1:]):
+            return None
+        w = user.inputs[w_idx]
+        if not (is_plain_float(w) and w.is_const) or w.shape[-1] != channels:
+            return None
+        if user.opcode == "FULLY_CONNECTED" and (
+                user.options.get("weightsFormat", "DEFAULT") not in (0, "DEFAULT") or y.rank != 2):
+            return None
+    return users
+
+
+def fold_positive_scale_into_consumers(sg: Subgraph) -> bool:
+    """``ADD(MUL(x, s), b)`` [NONE/RELU] -> ``ADD(x, b/s)`` with ``s`` folded into the consumers' weights.
+
+    Needs ``s`` a positive finite per-channel (last axis) constant: then ``relu(s*x + b) =
+    s * relu(x + b/s)`` and the factor ``s`` multiplies input channel ``c`` of every consumer,
+    i.e. its weights' last axis. Zero padding of a consumer convolution stays zero either way.
+    """
+    namer = Namer(sg)
+    changed = False
+    producers = _producers(sg)
+    consumers = sg.consumers()
+    for add in list(sg.operators):
+        if add.opcode != "ADD" or len(add.inputs) != 2 or activation(add) not in ("NONE", "RELU"):
+            continue
+        m, b = add.inputs
+        if b is not None and not b.is_const and m is not None and m.is_const:
+            m, b = b, m
+        mul = producers.get(id(m)) if m is not None else None
+        if mul is None or mul.opcode != "MUL" or len(mul.inputs) != 2 or activation(mul) != "NONE":
+            continue
+        x, s = mul.inputs
+        if x is not None and x.is_const:
+            x, s = s, x
+        y = add.outputs[0]
+        if x is None or s is None or x.is_const or not s.is_const or b is None or not b.is_const:
+            continue
+        if not all(is_plain_float(t) for t in (x, s, m, b, y)) or x.rank == 0 or x.shape != y.shape \
+                or m.shape != y.shape or not single_use(sg, m, consumers):
+            continue
+        channels = y.shape[-1]
+        sv, bv = _channel_vector(s.data, channels), _channel_vector(b.data, channels)
+        if sv is None or bv is None or not np.all(np.isfinite(sv)) or not np.all(sv > 0):
+            continue
+        shifted = (bv.astype(np.float64) / sv.astype(np.float64)).astype(np.float32)
+        if not np.all(np.isfinite(shifted)):
+            continue
+        users = _scales_consumers(sg, y, channels, consumers)
+        if users is None:
+            continue
+        for user in users:
+            w_idx = _INPUT_CHANNEL_CONSUMERS[user.opcode]
+            w = user.inputs[w_idx]
+            inputs = list(user.inputs)
+            inputs[w_idx] = new_const(namer(f"{w.name}/scaled"), (w.data * sv).astype(np.float32), np.float32)
+            user.inputs = inputs
+        add.inputs = [x, new_const(namer(f"{y.name}/shift"), shifted.reshape(b.shape if b.size == channels
+                                                                                  else (channels,)), np.float32)]
+        sg.operators.remove(mul)
+        producers = _producers(sg)
+        consumers = sg.consumers()
         changed = True
     return changed
 

@@ -12,7 +12,8 @@ One round runs:
    max pool, nearest resize, SPLIT_V) into ops it takes;
 5. fusions that need the optimizer's result: PAD into conv/pool padding, channel
    permutations (RESHAPE/TRANSPOSE chains) into conv/FC weights, per-channel
-   MUL/ADD (BatchNormalization) into conv/FC weights, then activations into producers
+   MUL/ADD (BatchNormalization) into conv/FC weights (a positive scale before a RELU into the
+   consumers' weights), then activations into producers
    (also through CONCATENATION), and a flattening RESHAPE into FULLY_CONNECTED;
 6. quantized models: DEQUANTIZE -> float op -> QUANTIZE patterns become integer ops;
 7. dead code elimination.
@@ -26,12 +27,12 @@ from typing import Callable
 from ..ir import Model, Subgraph
 from ..options import ConversionOptions
 from .cleanup import (canonicalize_clamps, canonicalize_reshapes, drop_reshape_before_fully_connected,
-                      remove_noop_arithmetic)
+                      drop_reshapes_around_elementwise, relu_before_minimum, remove_noop_arithmetic)
 from .dce import remove_dead_ops
 from .delegate import delegate_friendly
 from .fold import eliminate_common_ops, fold_constants, share_constants
 from .fuse import (fold_affine_into_producer, fold_channel_permutation, fold_pad_into_conv, fuse_activations,
-                   fuse_activations_through_concat)
+                   fold_positive_scale_into_consumers, fuse_activations_through_concat)
 from .graphutil import topo_sort
 from .layout import optimize_layout
 from .qdq import fold_qdq
@@ -41,6 +42,7 @@ Pass = Callable[[Subgraph], bool]
 # The passes of one round, in order.
 ROUND: tuple[tuple[str, Pass], ...] = (
     ("canonicalize_reshapes", canonicalize_reshapes),
+    ("relu_before_minimum", relu_before_minimum),
     ("canonicalize_clamps", canonicalize_clamps),
     ("remove_noop_arithmetic", remove_noop_arithmetic),
     ("fold_constants", fold_constants),
@@ -49,10 +51,12 @@ ROUND: tuple[tuple[str, Pass], ...] = (
     ("remove_dead_ops", remove_dead_ops),
     ("optimize_layout", optimize_layout),
     ("canonicalize_reshapes", canonicalize_reshapes),
+    ("drop_reshapes_around_elementwise", drop_reshapes_around_elementwise),
     ("fold_pad_into_conv", fold_pad_into_conv),
     ("delegate_friendly", delegate_friendly),
     ("fold_channel_permutation", fold_channel_permutation),
     ("fold_affine_into_producer", fold_affine_into_producer),
+    ("fold_positive_scale_into_consumers", fold_positive_scale_into_consumers),
     ("fuse_activations", fuse_activations),
     ("fuse_activations_through_concat", fuse_activations_through_concat),
     ("drop_reshape_before_fully_connected", drop_reshape_before_fully_connected),
