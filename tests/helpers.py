@@ -100,6 +100,19 @@ def _assert_match(expected: dict[str, np.ndarray], got: dict[str, np.ndarray], t
             np.testing.assert_array_equal(out, ref, err_msg=name)
 
 
+def check_reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray], tol: float = 1e-5) -> None:
+    """Like check_model, with onnx's reference evaluator as the oracle (for opsets/ops ONNX Runtime lacks)."""
+    from onnx.reference import ReferenceEvaluator
+
+    onnx.checker.check_model(model)
+    result = onnx2litert.convert(model)
+    names = [o.name for o in model.graph.output]
+    expected = dict(zip(names, ReferenceEvaluator(model).run(None, feeds)))
+    for use_default_delegates in (True, False):
+        got = run_tflite(result.artifacts["float32"], feeds, use_default_delegates=use_default_delegates)
+        _assert_match(expected, got, tol)
+
+
 def expect_failure(model: onnx.ModelProto, reason: str, **options: object) -> onnx2litert.ConversionError:
     """Assert conversion fails with ``reason`` (a Reason value string)."""
     try:

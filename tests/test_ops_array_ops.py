@@ -9,9 +9,8 @@ from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
 
 import onnx2litert
-from onnx2litert.evaluate import run_tflite
 from onnx2litert.lower.registry import REGISTRY
-from tests.helpers import _assert_match, check_model, expect_failure, make_model, single_op_model
+from tests.helpers import check_model, check_reference, expect_failure, make_model, single_op_model
 
 F32 = np.float32
 RNG = np.random.default_rng
@@ -23,17 +22,6 @@ def _node_model(op: str, inputs: list[tuple[str, type, list]], outputs: list[tup
     names = input_names if input_names is not None else [n for n, _, _ in inputs] + list(initializers or {})
     node = helper.make_node(op, names, [n for n, _, _ in outputs], **attrs)
     return make_model([node], inputs, outputs, initializers, opset)
-
-
-def check_reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> None:
-    """Like check_model, with onnx's reference evaluator as the oracle (ONNX Runtime lacks some BitCasts)."""
-    onnx.checker.check_model(model)
-    result = onnx2litert.convert(model)
-    names = [o.name for o in model.graph.output]
-    expected = dict(zip(names, ReferenceEvaluator(model).run(None, feeds)))
-    for use_default_delegates in (True, False):
-        _assert_match(expected, run_tflite(result.artifacts["float32"], feeds,
-                                           use_default_delegates=use_default_delegates), 1e-5)
 
 
 # -- registry --------------------------------------------------------------------------------------

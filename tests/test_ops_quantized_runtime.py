@@ -6,11 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
-import onnx2litert
-from onnx2litert.evaluate import run_tflite
 from tests.helpers import check_model, expect_failure, make_model
+from tests.helpers import check_reference as _check_reference
 
 RNG = np.random.default_rng(0)
 
@@ -22,13 +20,7 @@ def ints(dtype, shape, rng=RNG):
 
 def check_reference(model, feeds):
     """Compare with the ONNX reference implementation exactly (both CPU paths)."""
-    expected = ReferenceEvaluator(model).run(None, feeds)
-    artifact = onnx2litert.convert(model).artifacts["float32"]
-    for delegates in (True, False):
-        got = run_tflite(artifact, feeds, use_default_delegates=delegates)
-        for out, ref in zip(model.graph.output, expected):
-            assert got[out.name].dtype == ref.dtype
-            np.testing.assert_array_equal(got[out.name], ref)
+    _check_reference(model, feeds, tol=0.0)
 
 
 # -- DequantizeLinear ----------------------------------------------------------------------------

@@ -6,25 +6,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
-import onnx2litert
-from onnx2litert.evaluate import run_tflite
 from onnx2litert.lower.registry import REGISTRY
-from tests.helpers import _assert_match, check_model, expect_failure, make_model, single_op_model
+from tests.helpers import check_model, check_reference, expect_failure, make_model, single_op_model
 
 F32 = np.float32
-
-
-def check_reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray], tol: float = 1e-5) -> None:
-    """Like check_model, with onnx's reference evaluator as the oracle (ONNX Runtime lacks the opset)."""
-    onnx.checker.check_model(model)
-    result = onnx2litert.convert(model)
-    names = [o.name for o in model.graph.output]
-    expected = dict(zip(names, ReferenceEvaluator(model).run(None, feeds)))
-    for use_default_delegates in (True, False):
-        got = run_tflite(result.artifacts["float32"], feeds, use_default_delegates=use_default_delegates)
-        _assert_match(expected, got, tol)
 
 
 def _rand(rng: np.random.Generator, *shape: int) -> np.ndarray:

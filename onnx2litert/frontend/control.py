@@ -12,6 +12,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .fold import replace_nodes
+
 
 def inline_constant_ifs(model: onnx.ModelProto, constants: dict[str, np.ndarray]) -> bool:
     """Replace every top-level ``If`` with a constant condition by its chosen branch.
@@ -38,11 +40,7 @@ def inline_constant_ifs(model: onnx.ModelProto, constants: dict[str, np.ndarray]
         new_nodes.extend(_inline_branch(branch, list(node.output), prefix, constants, taken))
         changed = True
     if changed:
-        copies = [onnx.NodeProto() for _ in new_nodes]
-        for dst, src in zip(copies, new_nodes):
-            dst.CopyFrom(src)
-        del graph.node[:]
-        graph.node.extend(copies)
+        replace_nodes(graph, new_nodes)
     return changed
 
 

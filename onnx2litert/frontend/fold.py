@@ -125,6 +125,16 @@ def _evaluate_flattening(node: onnx.NodeProto, x: np.ndarray | None, opsets: dic
     return None if outs is None else [outs[0].reshape(x.shape)]
 
 
+def replace_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
+    """Make ``nodes`` the graph's node list. They are copied first: clearing the field detaches
+    the messages that may be among ``nodes``."""
+    copies = [onnx.NodeProto() for _ in nodes]
+    for dst, src in zip(copies, nodes):
+        dst.CopyFrom(src)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
 def fold_constants(model: onnx.ModelProto, constants: dict[str, np.ndarray],
                    shapes: dict[str, tuple[int, ...] | None], dtypes: dict[str, np.dtype], opset: int) -> bool:
     """Fold what can be folded: results go to ``constants``, folded nodes leave the graph.
@@ -152,11 +162,7 @@ def fold_constants(model: onnx.ModelProto, constants: dict[str, np.ndarray],
             if name:
                 constants[name] = value
     if changed:
-        kept = [onnx.NodeProto() for _ in keep]
-        for dst, src in zip(kept, keep):
-            dst.CopyFrom(src)
-        del graph.node[:]
-        graph.node.extend(kept)
+        replace_nodes(graph, keep)
     return changed
 
 

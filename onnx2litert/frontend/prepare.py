@@ -20,7 +20,7 @@ from onnx import helper, numpy_helper
 from ..errors import ConversionError, Issue, Reason
 from ..options import ConversionOptions
 from .control import inline_constant_ifs
-from .fold import fold_constants, node_subgraph_inputs
+from .fold import fold_constants, node_subgraph_inputs, replace_nodes
 from .load import copy_fields, default_opset, load_graph
 
 Shape = tuple[int, ...]
@@ -184,11 +184,7 @@ def _check_topology(model: onnx.ModelProto, constants: dict[str, np.ndarray], in
                 done.update(o for o in node.output if o)
     if len(order) != len(nodes):
         raise ConversionError(Issue(Reason.INVALID_MODEL, "the graph has a cycle"))
-    sorted_nodes = [onnx.NodeProto() for _ in order]
-    for dst, src in zip(sorted_nodes, order):
-        dst.CopyFrom(src)
-    del model.graph.node[:]
-    model.graph.node.extend(sorted_nodes)
+    replace_nodes(model.graph, order)
 
 
 def _is_passthrough(node: onnx.NodeProto, constants: dict[str, np.ndarray], used: set[str], opset: int) -> bool:

@@ -59,7 +59,7 @@ from ...ir import Subgraph, Tensor
 from ..context import LowerContext, NodeView
 from ..driver import lower_body, subgraph_host
 from ..registry import lowering
-from .control_flow import free_names
+from .control_flow import commit_ops, free_names, inline_subgraph
 from .normalization import emit_bf16_softmax, round_bf16
 
 _F32 = np.dtype(np.float32)
@@ -613,17 +613,10 @@ def _inline_modifier(node: NodeView, ctx: LowerContext, attr: str, x: Tensor) ->
 
 def _splice(ctx: LowerContext, sg: Subgraph, feeds: list[Tensor], prefix: str) -> Tensor:
     """Move ``sg``'s ops into this node's ops with ``sg.inputs[i]`` := ``feeds[i]``; return its output."""
-    mapping = {id(i): t for i, t in zip(sg.inputs, feeds)}
-    for t in sg.tensors():
-        if id(t) not in mapping:
-            t.name = ctx.graph.unique(f"{prefix}/{t.name}")
-    for op in sg.operators:
-        op.inputs = [None if t is None else mapping.get(id(t), t) for t in op.inputs]
-        op.origin = ctx.node.name
-        ctx.graph.operators.append(op)
-        ctx.emitted.append(op)  # the driver removes these too if the lowering fails later
-    out = sg.outputs[0]
-    return mapping.get(id(out), out)
+    pending: list = []
+    out = inline_subgraph(ctx, sg, feeds, prefix, pending)[0]
+    commit_ops(ctx, pending)  # the driver removes these too if the lowering fails later
+    return out
 
 
 def _round_f16(ctx: LowerContext, x: Tensor, hint: str) -> Tensor:

@@ -159,7 +159,7 @@ def _graph_attr(node: NodeView, ctx: LowerContext, name: str) -> onnx.GraphProto
 
 # -- inlining a lowered body ----------------------------------------------------------------------
 
-def _inline(ctx: LowerContext, sg: Subgraph, feeds: list[Tensor], prefix: str,
+def inline_subgraph(ctx: LowerContext, sg: Subgraph, feeds: list[Tensor], prefix: str,
             pending: list[Operator]) -> list[Tensor]:
     """Splice ``sg``'s ops into the outer graph (into ``pending``), ``sg.inputs[i]`` := ``feeds[i]``.
 
@@ -177,7 +177,8 @@ def _inline(ctx: LowerContext, sg: Subgraph, feeds: list[Tensor], prefix: str,
     return [mapping.get(id(t), t) for t in sg.outputs]
 
 
-def _commit(ctx: LowerContext, pending: list[Operator]) -> None:
+def commit_ops(ctx: LowerContext, pending: list[Operator]) -> None:
+    """Append inlined ops to the graph as this node's ops (so a failing lowering removes them)."""
     for op in pending:
         ctx.graph.operators.append(op)
         ctx.emitted.append(op)
@@ -333,7 +334,7 @@ def _unroll_loop(node: NodeView, ctx: LowerContext, body: onnx.GraphProto, carri
                 if cond_out is None or not cond_out.is_const or cond_out.size != 1:
                     raise _NotUnrollable()
                 keep_going = _truthy(cond_out.data)
-            outs = _inline(ctx, sg, b.runtime, f"{node.name}/iter{k}", pending)
+            outs = inline_subgraph(ctx, sg, b.runtime, f"{node.name}/iter{k}", pending)
             values = outs[:len(values)]
             for s in range(n_scan):
                 scans[s].append(outs[len(values) + s])
@@ -353,7 +354,7 @@ def _unroll_loop(node: NodeView, ctx: LowerContext, body: onnx.GraphProto, carri
 def _finish_unrolled(node: NodeView, ctx: LowerContext, pending: list[Operator], states: list[Tensor],
                      scans: list[list[Tensor]], axes: list[int], directions: list[int]) -> None:
     """Commit the inlined ops; bind final states to the first outputs and stacked scans to the rest."""
-    _commit(ctx, pending)
+    commit_ops(ctx, pending)
     fresh = {id(t) for op in pending for t in op.outputs}
     bound: set[int] = set()
     for j, t in enumerate(states):
@@ -647,7 +648,7 @@ def _run_scan(ctx: LowerContext, body: onnx.GraphProto, states: list[Tensor], xs
         for vi in body.output:
             b.output(vi.name, vi)
         sg = lower_subgraph(ctx, b.model(body, opsets), f"{tag}/step{step}", copy_io_outputs=False)
-        outs = _inline(ctx, sg, b.runtime, f"{tag}/step{step}", pending)
+        outs = inline_subgraph(ctx, sg, b.runtime, f"{tag}/step{step}", pending)
         states = outs[:n_state]
         for s, items in enumerate(outs_per_step):
             items.append(outs[n_state + s])
@@ -717,7 +718,7 @@ def lower_scan8(node: NodeView, ctx: LowerContext) -> None:
                 final[j].append(t)
             for s, items in enumerate(outs):
                 scanned[s].append(items)
-        _commit(ctx, pending)
+        commit_ops(ctx, pending)
         for j, items in enumerate(final):
             if node.outputs[j]:
                 _stack(ctx, items, 0, ctx.output(j, shape=(batch, *items[0].shape), dtype=items[0].dtype),
