@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from onnx2litert.passes.delegate import (transpose_conv_to_depth_to_space, max_pool_pad_to_zero_pad, mirror_pad_pieces, mirror_pad_to_slices,
-                                         nearest_resize_to_concat, split_relu_0_to_1, split_v_to_slices)
+from onnx2litert.passes.delegate import (depthwise_row_bands, gather_to_slice, max_pool_pad_to_zero_pad, mirror_pad_pieces,
+                                         mirror_pad_to_slices, nearest_resize_to_concat, split_relu_0_to_1,
+                                         split_tall_depthwise, split_v_to_slices, transpose_conv_to_depth_to_space)
 from onnx2litert.passes.fuse import fold_channel_permutation
 from onnx2litert.passes.layout import optimize_layout, reshape_after_transpose
 from onnx2litert.passes.pipeline import optimize_subgraph
@@ -283,6 +284,107 @@ def test_transpose_conv_kept(case):
         y = b.op("TRANSPOSE_CONV", [b.const((1, 6, 4, 2), np.int32), b.const(_w(2, 2, 1, 5)), x],
                  (1, 6, 4, 2), np.float32, padding="VALID", strideH=2, strideW=1, fusedActivationFunction="NONE")
     assert not transpose_conv_to_depth_to_space(b.model([y]).main)
+
+
+# -- GATHER of constant consecutive indices -------------------------------------------------------------
+
+@pytest.mark.parametrize("indices,axis", [(2, 0), (4, 2), ([1, 2, 3], 1), ([0], 3), ([2, 3], 2)])
+def test_gather_to_slice(indices, axis):
+    b = Builder()
+    x = b.input("x", (3, 4, 5, 2))
+    idx = np.asarray(indices, np.int32)
+    shape = x.shape[:axis] + idx.shape + x.shape[axis + 1:]
+    y = b.op("GATHER", [x, b.const(idx, np.int32)], shape, np.float32, axis=axis, batchDims=0)
+    m = check_rewrite(b.model([b.op("TANH", [y], shape)]), gather_to_slice)
+    counts = opcounts(m)
+    assert counts.get("GATHER", 0) == 0 and counts["SLICE"] == 1
+    assert counts.get("RESHAPE", 0) == (idx.ndim == 0)
+
+
+@pytest.mark.parametrize("indices", [[0, 2], [2, 1], [[0, 1]]])
+def test_gather_kept(indices):
+    b = Builder()
+    x = b.input("x", (3, 4))
+    idx = np.asarray(indices, np.int32)
+    y = b.op("GATHER", [x, b.const(idx, np.int32)], idx.shape + (4,), np.float32, axis=0, batchDims=0)
+    assert not gather_to_slice(b.model([y]).main)
+
+
+def test_e2e_attention_qkv_picks_are_slices():
+    """q, k, v picked from one projection by Gather (as exported by timm): no GATHER left for XNNPACK to refuse."""
+    inits = {"w": _w(8, 24), "shape": np.array([1, 5, 3, 2, 4], np.int64), "i0": np.array(0, np.int64),
+             "i1": np.array(1, np.int64), "i2": np.array(2, np.int64)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["qkv"]), helper.make_node("Reshape", ["qkv", "shape"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["t"], perm=[2, 0, 3, 1, 4]),
+             helper.make_node("Gather", ["t", "i0"], ["q"], axis=0), helper.make_node("Gather", ["t", "i1"], ["k"], axis=0),
+             helper.make_node("Gather", ["t", "i2"], ["v"], axis=0),
+             helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+             helper.make_node("MatMul", ["q", "kt"], ["s"]), helper.make_node("Softmax", ["s"], ["p"], axis=-1),
+             helper.make_node("MatMul", ["p", "v"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [1, 5, 8])], [("y", np.float32, [1, 2, 5, 4])], inits)
+    counts = check_model(model).op_counts
+    assert counts.get("GATHER", 0) == 0, counts
+
+
+# -- DEPTHWISE_CONV_2D with more than 25 taps ----------------------------------------------------------
+
+def test_depthwise_row_bands():
+    assert depthwise_row_bands(7, 7) == [(0, 3), (3, 3), (6, 1)]
+    assert depthwise_row_bands(11, 3) == [(0, 8), (8, 3)]
+    assert depthwise_row_bands(9, 9) == [(0, 2), (2, 2), (4, 2), (6, 2), (8, 1)]
+
+
+def _depthwise(b: Builder, x, kh: int, kw: int, stride: int = 1, padding: str = "SAME", mult: int = 1,
+               bias: bool = True, act: str = "NONE"):
+    n, h, w, c = x.shape
+    if padding == "SAME":
+        oh, ow = -(-h // stride), -(-w // stride)
+    else:
+        oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    inputs = [x, b.const(_w(1, kh, kw, c * mult))] + ([b.const(_w(c * mult))] if bias else [])
+    return b.op("DEPTHWISE_CONV_2D", inputs, (n, oh, ow, c * mult), padding=padding, strideH=stride, strideW=stride,
+                dilationHFactor=1, dilationWFactor=1, depthMultiplier=mult, fusedActivationFunction=act)
+
+
+@pytest.mark.parametrize("kh,kw,stride,padding,mult,bias,act", [
+    (7, 7, 1, "SAME", 1, True, "NONE"), (7, 7, 2, "SAME", 1, True, "RELU6"), (9, 9, 1, "VALID", 2, True, "RELU"),
+    (11, 3, 3, "SAME", 1, True, "NONE"), (6, 5, 2, "VALID", 1, True, "NONE")])
+def test_split_tall_depthwise(kh, kw, stride, padding, mult, bias, act):
+    b = Builder()
+    x = b.input("x", (2, 13, 12, 4))
+    m = check_rewrite(b.model([_depthwise(b, x, kh, kw, stride, padding, mult, bias, act)]), split_tall_depthwise)
+    counts = opcounts(m)
+    assert counts["DEPTHWISE_CONV_2D"] == len(depthwise_row_bands(kh, kw))
+    assert counts["ADD"] == counts["DEPTHWISE_CONV_2D"] - 1
+    assert counts.get("PAD", 0) == (padding == "SAME")
+
+
+@pytest.mark.parametrize("case", ["small_kernel", "wide_kernel", "dilated"])
+def test_depthwise_kept(case):
+    b = Builder()
+    x = b.input("x", (1, 30, 30, 4))
+    if case == "small_kernel":
+        y = _depthwise(b, x, 5, 5)
+    elif case == "wide_kernel":  # one row is already more than 25 taps
+        y = _depthwise(b, x, 2, 27, padding="VALID")
+    else:
+        y = b.op("DEPTHWISE_CONV_2D", [x, b.const(_w(1, 7, 7, 4)), b.const(_w(4))], (1, 30, 30, 4), padding="SAME",
+                 strideH=1, strideW=1, dilationHFactor=2, dilationWFactor=2, depthMultiplier=1,
+                 fusedActivationFunction="NONE")
+    assert not split_tall_depthwise(b.model([y]).main)
+
+
+def test_e2e_depthwise_7x7_with_batchnorm_and_relu():
+    c = 8
+    inits = {"w": _w(c, 1, 7, 7), "b": _w(c), "scale": np.abs(_w(c)) + 0.5, "shift": _w(c), "mean": _w(c),
+             "var": np.abs(_w(c)) + 0.5}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], group=c, pads=[3, 3, 3, 3]),
+             helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["n"]),
+             helper.make_node("Relu", ["n"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [1, c, 14, 14])], [("y", np.float32, [1, c, 14, 14])], inits)
+    counts = check_model(model).op_counts
+    assert counts.get("DEPTHWISE_CONV_2D", 0) == 3 and counts.get("ADD", 0) == 2, counts
+    assert counts.get("MUL", 0) == 0 and counts.get("RELU", 0) == 0, counts  # BN folded, RELU fused into the ADD
 
 
 # -- channel permutations -----------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Steps: opset check, user-fixed input dims, topological order check, Identity/Dropout
 removal, then ONNX shape inference, constant folding and inlining of ``If`` nodes whose
-condition folded to a constant, repeated until nothing changes.
+condition folded to a constant, repeated until nothing changes; last, GELU formulas become
+one node (``fuse.py``).
 
 Weights live only in ``PreparedGraph.constants`` (numpy); ``PreparedGraph.model`` is the
 graph skeleton without initializers. Shape inference runs on a light copy in which large
@@ -21,6 +22,7 @@ from ..errors import ConversionError, Issue, Reason
 from ..options import ConversionOptions
 from .control import inline_constant_ifs
 from .fold import fold_constants, node_subgraph_inputs, replace_nodes
+from .fuse import fuse_gelu
 from .load import copy_fields, default_opset, load_graph
 
 Shape = tuple[int, ...]
@@ -75,6 +77,9 @@ def prepare(source: str | os.PathLike | bytes | onnx.ModelProto, options: Conver
         if not (folded or inlined):
             break
         shapes, dtypes = _infer(model, constants)
+    # After the last inference: the fused nodes' output shapes are those already inferred.
+    keep = {o.name for o in model.graph.output}.union(*(node_subgraph_inputs(n) for n in model.graph.node))
+    fuse_gelu(model, constants, dtypes, keep)
     _drop_unused_initializers(model, constants, original_nodes)
     for name, value in constants.items():
         shapes[name] = tuple(value.shape)

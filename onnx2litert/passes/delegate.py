@@ -22,6 +22,17 @@ strides, CONCATENATION of at most 5 inputs, RESHAPE, RELU, MINIMUM, CONV_2D):
   ``s*s*Cout`` channels + DEPTH_TO_SPACE. Its output shape is no input tensor, so a dynamic
   batch needs no run-time SHAPE arithmetic (XNNPACK refuses a TRANSPOSE_CONV whose
   output_shape is not constant, which split a U-Net into 5 partitions).
+* :func:`gather_to_slice`: GATHER of one constant index, or of a constant run of consecutive
+  indices, -> SLICE (+ RESHAPE dropping the axis for a scalar index). XNNPACK has no GATHER:
+  each one (e.g. the q/k/v picks after a fused attention projection) ran in the builtin kernel
+  and cut the delegated graph.
+* :func:`split_tall_depthwise`: DEPTHWISE_CONV_2D whose kernel has more than 25 taps ->
+  PAD + one VALID DEPTHWISE_CONV_2D per band of kernel rows (each band at most 25 taps, on a
+  row SLICE of the padded input) + ADDs. XNNPACK runs kernels of up to 25 taps in one pass;
+  larger ones take its multi-pass path, which made a 7x7 depthwise at 56x56x64 6x slower
+  (11.8 ms) than the three bands (1.8 ms). Only the float32 summation order changes. It runs
+  after the fusions (its own pipeline step), so BatchNormalization and activations are already
+  in the convolution it splits.
 
 All act on static shapes and on float32 tensors without quantization (the integer paths are
 left to the quantized kernels).
@@ -64,11 +75,11 @@ class _Emitter:
         self.ops.append(Operator(opcode, inputs, [out], dict(options), origin=self.origin))
         return out
 
-    def slice(self, x: Tensor, axis: int, start: int, length: int) -> Tensor:
+    def slice(self, x: Tensor, axis: int, start: int, length: int, out: Tensor | None = None) -> Tensor:
         begin = [0] * x.rank
         size = list(x.shape)
         begin[axis], size[axis] = start, length
-        out = self.tensor(tuple(size), x, "slice")
+        out = out or self.tensor(tuple(size), x, "slice")
         return self.emit("SLICE", [x, int32_const(self.namer, f"{out.name}/begin", begin),
                                    int32_const(self.namer, f"{out.name}/size", size)], out)
 
@@ -331,14 +342,129 @@ def transpose_conv_to_depth_to_space(sg: Subgraph) -> bool:
     return changed
 
 
+# -- GATHER of constant consecutive indices --------------------------------------------------------
+
+def _consecutive_run(indices: np.ndarray, size: int) -> int | None:
+    """First index when ``indices`` (normalized) are ``first, first + 1, ...`` inside ``[0, size)``."""
+    flat = np.where(indices < 0, indices + size, indices).reshape(-1)
+    if flat.size == 0 or flat[0] < 0 or flat[-1] >= size or np.any(np.diff(flat) != 1):
+        return None
+    return int(flat[0])
+
+
+def gather_to_slice(sg: Subgraph) -> bool:
+    """GATHER (batchDims 0) by a constant scalar or 1-D run of consecutive indices -> SLICE [+ RESHAPE]."""
+    namer = Namer(sg)
+    changed = False
+    for op in list(sg.operators):
+        if op.opcode != "GATHER" or len(op.inputs) != 2 or int(op.options.get("batchDims", 0)) != 0:
+            continue
+        x, idx, out = op.inputs[0], op.inputs[1], op.outputs[0]
+        values = _const_ints(idx)
+        if not _static_float(x, out) or values is None or values.ndim > 1 or x.rank == 0:
+            continue
+        axis = int(op.options.get("axis", 0)) % x.rank
+        first = _consecutive_run(values, x.shape[axis])
+        if first is None:
+            continue
+        e = _Emitter(sg, namer, op.origin, out.name)
+        if values.ndim == 0:
+            e.reshape(e.slice(x, axis, first, 1), out.shape, out)
+        else:
+            e.slice(x, axis, first, values.size, out)
+        e.replace(op)
+        changed = True
+    return changed
+
+
+# -- DEPTHWISE_CONV_2D with more than 25 taps ------------------------------------------------------
+
+# XNNPACK's largest single-pass depthwise micro-kernel reads this many taps.
+_DEPTHWISE_SINGLE_PASS_TAPS = 25
+
+
+def _same_padding(size: int, out: int, kernel: int, stride: int) -> tuple[int, int]:
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def depthwise_row_bands(kh: int, kw: int, max_taps: int = _DEPTHWISE_SINGLE_PASS_TAPS) -> list[tuple[int, int]]:
+    """(first row, row count) of the kernel-row bands of a ``kh x kw`` kernel, each at most ``max_taps`` taps."""
+    rows = max(1, max_taps // kw)
+    return [(r, min(rows, kh - r)) for r in range(0, kh, rows)]
+
+
+def split_tall_depthwise(sg: Subgraph) -> bool:
+    """DEPTHWISE_CONV_2D with ``kh*kw > 25`` (``kw <= 25``, no dilation) -> bands of kernel rows.
+
+    With the input padded once (``xp``), ``out[y, x] = sum_i sum_j K[i, j] * xp[y*s + i, x*s + j]``;
+    the sum over rows ``i`` splits into bands ``[r, r + n)``, and a band is a VALID depthwise
+    convolution with kernel ``K[r:r + n]`` over the rows ``xp[r : r + (Ho-1)*s + n]``. The bias
+    goes to the first band, the fused activation to the last ADD.
+    """
+    namer = Namer(sg)
+    changed = False
+    for op in list(sg.operators):
+        if op.opcode != "DEPTHWISE_CONV_2D" or len(op.inputs) < 2:
+            continue
+        x, w, out = op.inputs[0], op.inputs[1], op.outputs[0]
+        bias = op.inputs[2] if len(op.inputs) > 2 else None
+        if not _static_float(x, out, w) or not w.is_const or x.rank != 4 or w.rank != 4:
+            continue
+        if bias is not None and not (is_plain_float(bias) and bias.is_const):
+            continue
+        _, kh, kw, channels = w.shape
+        if kh * kw <= _DEPTHWISE_SINGLE_PASS_TAPS or kw > _DEPTHWISE_SINGLE_PASS_TAPS or kh < 2:
+            continue
+        if int(op.options.get("dilationHFactor", 1)) != 1 or int(op.options.get("dilationWFactor", 1)) != 1:
+            continue
+        sh, sw = int(op.options.get("strideH", 1)), int(op.options.get("strideW", 1))
+        n, h, wd, _ = x.shape
+        _, ho, wo, _ = out.shape
+        if op.options.get("padding", "SAME") == "SAME":
+            top, bottom = _same_padding(h, ho, kh, sh)
+            left, right = _same_padding(wd, wo, kw, sw)
+        else:
+            top = bottom = left = right = 0
+        e = _Emitter(sg, namer, op.origin, out.name)
+        xp = x
+        if top or bottom or left or right:
+            xp = e.tensor((n, h + top + bottom, wd + left + right, x.shape[3]), x, "padded")
+            e.emit("PAD", [x, int32_const(namer, f"{xp.name}/pads", [[0, 0], [top, bottom], [left, right], [0, 0]])],
+                   xp)
+        filt = np.asarray(w.data, np.float32)
+        b = np.zeros(channels, np.float32) if bias is None else np.asarray(bias.data, np.float32).reshape(-1)
+        acc: Tensor | None = None
+        bands = depthwise_row_bands(kh, kw)
+        for k, (r, rows) in enumerate(bands):
+            rows_in = e.slice(xp, 1, r, (ho - 1) * sh + rows) if (r, rows) != (0, kh) else xp
+            piece = e.tensor(out.shape, out, f"band{k}")
+            band_bias = b if k == 0 else np.zeros_like(b)
+            e.emit("DEPTHWISE_CONV_2D", [rows_in, new_const(namer(f"{out.name}/band{k}/filter"),
+                                                            np.ascontiguousarray(filt[:, r:r + rows]), np.float32),
+                                         new_const(namer(f"{out.name}/band{k}/bias"), band_bias, np.float32)],
+                   piece, padding="VALID", strideH=sh, strideW=sw, dilationHFactor=1, dilationWFactor=1,
+                   depthMultiplier=int(op.options.get("depthMultiplier", 1)), fusedActivationFunction="NONE")
+            if acc is None:
+                acc = piece
+                continue
+            last = k == len(bands) - 1
+            acc = e.emit("ADD", [acc, piece], out if last else e.tensor(out.shape, out, f"sum{k}"),
+                         fusedActivationFunction=activation(op) if last else "NONE")
+        e.replace(op)
+        changed = True
+    return changed
+
+
 def delegate_friendly(sg: Subgraph) -> bool:
-    """Run every rewrite of this module; True when one changed the graph."""
+    """Run the rewrites of this module that precede the fusions; True when one changed the graph."""
     changed = False
     for rewrite in (mirror_pad_to_slices, split_relu_0_to_1, max_pool_pad_to_zero_pad, nearest_resize_to_concat,
-                    split_v_to_slices, transpose_conv_to_depth_to_space):
+                    split_v_to_slices, transpose_conv_to_depth_to_space, gather_to_slice):
         changed |= rewrite(sg)
     return changed
 
 
-__all__ = ["delegate_friendly", "max_pool_pad_to_zero_pad", "mirror_pad_pieces", "mirror_pad_to_slices",
-           "nearest_resize_to_concat", "transpose_conv_to_depth_to_space", "split_relu_0_to_1", "split_v_to_slices"]
+__all__ = ["delegate_friendly", "depthwise_row_bands", "gather_to_slice", "max_pool_pad_to_zero_pad", "mirror_pad_pieces",
+           "mirror_pad_to_slices", "nearest_resize_to_concat", "split_relu_0_to_1", "split_tall_depthwise",
+           "split_v_to_slices", "transpose_conv_to_depth_to_space"]

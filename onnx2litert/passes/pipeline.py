@@ -15,6 +15,7 @@ One round runs:
    MUL/ADD (BatchNormalization) into conv/FC weights (a positive scale before a RELU into the
    consumers' weights), then activations into producers
    (also through CONCATENATION), and a flattening RESHAPE into FULLY_CONNECTED;
+   then depthwise convolutions with more than 25 taps split into bands of kernel rows;
 6. quantized models: DEQUANTIZE -> float op -> QUANTIZE patterns become integer ops;
 7. dead code elimination.
 
@@ -29,7 +30,7 @@ from ..options import ConversionOptions
 from .cleanup import (canonicalize_clamps, canonicalize_reshapes, drop_reshape_before_fully_connected,
                       drop_reshapes_around_elementwise, relu_before_minimum, remove_noop_arithmetic)
 from .dce import remove_dead_ops
-from .delegate import delegate_friendly
+from .delegate import delegate_friendly, split_tall_depthwise
 from .fold import eliminate_common_ops, fold_constants, share_constants
 from .fuse import (fold_affine_into_producer, fold_channel_permutation, fold_pad_into_conv, fuse_activations,
                    fold_positive_scale_into_consumers, fuse_activations_through_concat)
@@ -60,6 +61,8 @@ ROUND: tuple[tuple[str, Pass], ...] = (
     ("fuse_activations", fuse_activations),
     ("fuse_activations_through_concat", fuse_activations_through_concat),
     ("drop_reshape_before_fully_connected", drop_reshape_before_fully_connected),
+    # After the fusions, so the convolution it splits already holds its BatchNormalization and activation.
+    ("split_tall_depthwise", split_tall_depthwise),
     # After the layout pass (which moves transposes through QUANTIZE/DEQUANTIZE) and the float
     # fusions: DEQUANTIZE -> float op -> QUANTIZE becomes the integer op.
     ("fold_qdq", fold_qdq),

@@ -348,6 +348,22 @@ def lower_gelu(node: NodeView, ctx: LowerContext) -> None:
     emit_unary(ctx, "GELU", x, out=unary_output(ctx, x), approximate=approximate == "tanh")
 
 
+@lowering("Gelu", domain="com.microsoft", onnx_dtypes=FLOATS)
+def lower_ms_gelu(node: NodeView, ctx: LowerContext) -> None:
+    """ONNX Runtime's Gelu (erf form); also what the frontend fuses erf-GELU formulas into."""
+    x = ctx.input(0)
+    emit_unary(ctx, "GELU", x, out=unary_output(ctx, x), approximate=False)
+
+
+@lowering("FastGelu", domain="com.microsoft", onnx_dtypes=FLOATS)
+def lower_ms_fast_gelu(node: NodeView, ctx: LowerContext) -> None:
+    """ONNX Runtime's FastGelu: tanh-approximated GELU of ``x (+ bias)``."""
+    x = ctx.input(0)
+    if ctx.has_input(1):
+        x = emit_binary(ctx, "ADD", x, ctx.input(1), hint="biased")
+    emit_unary(ctx, "GELU", x, out=unary_output(ctx, x), approximate=True)
+
+
 def _erf(ctx: LowerContext, x: Tensor, out: Tensor) -> Tensor:
     """erf(x) from builtins: clamp to [-4, 4], then x * P(x^2) / Q(x^2) by Horner's rule."""
     c = emit_binary(ctx, "MINIMUM", x, scalar(ctx, _ERF_CLAMP, x.dtype, "clamp_hi"), hint="clamped_hi")
