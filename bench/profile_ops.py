@@ -5,7 +5,10 @@
 LiteRT's Python interpreter has no op profiler, so every operator of the main subgraph is cut out
 into a one-operator model (its constant operands kept, everything else fed with seeded data) and
 timed on one thread with the default (XNNPACK) delegate. The sum over operators is close to, but
-not exactly, the whole model's latency (a cut-out op pays the delegate's per-call overhead).
+not exactly, the whole model's latency: a cut-out op pays the delegate's per-call overhead, and
+an op XNNPACK fuses into its consumer in the whole graph (a zero PAD before a convolution costs
+nothing there) is timed alone here. Both runtimes are timed in turn, not interleaved, so compare
+op families within a runtime more than across them when the machine's speed drifts.
 ONNX Runtime's own profiler gives the per-node figures on the other side. Both are grouped by op
 type so layout or lowering choices that make one op family slower stand out.
 """

@@ -426,3 +426,23 @@ def test_log_softmax_and_arg_max_int8(tmp_path):
             got = _run_variant(result.artifacts[variant], feeds, delegates)
             assert _cosine(ref["ls"], got["ls"]) >= 0.99
             assert np.mean(got["am"] == ref["am"]) >= 0.9  # quantization may tie close channels
+
+
+def test_gelu_int8_kernel(tmp_path):
+    """A GELU formula (fused to one GELU op) gets LiteRT's int8 GELU kernel; int16 has none and stays float."""
+    rng = np.random.default_rng(10)
+    mk = helper.make_node
+    nodes = [mk("Conv", ["x", "w"], ["c"]), mk("Div", ["c", "sqrt2"], ["u"]), mk("Erf", ["u"], ["e"]),
+             mk("Add", ["e", "one"], ["s"]), mk("Mul", ["c", "s"], ["cs"]), mk("Mul", ["cs", "half"], ["y"])]
+    inits = {"w": _rand(rng, 6, 3, 1, 1, scale=1.0), "sqrt2": np.array(np.sqrt(2.0), np.float32),
+             "one": np.array(1.0, np.float32), "half": np.array(0.5, np.float32)}
+    model = make_model(nodes, [("x", np.float32, [1, 3, 4, 4])], [("y", np.float32, [1, 6, 4, 4])], inits)
+    result = _convert_all(model, tmp_path, output_float16=False)
+    rep = result.reports["quantization"]["variants"]
+    assert rep["full_integer_quant"]["produced"] and not rep["full_integer_quant"]["float_ops"]
+    assert [f["op"] for f in rep["integer_quant_with_int16_act"]["float_ops"]] == ["GELU"]
+    assert [ins[0].type for op, ins, _ in _tensors_by_op(result.artifacts["full_integer_quant"])
+            if op == "GELU"] == [S.TensorType.INT8]
+    worst = _min_cosines(model, result)
+    for variant, c in worst.items():
+        assert c >= MIN_COSINE[variant], (variant, c)

@@ -43,7 +43,7 @@ WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"}
 FREE: dict[str, tuple[np.dtype, ...]] = {
     "ADD": (_I8, _I16), "SUB": (_I8, _I16), "MUL": (_I8, _I16), "MEAN": (_I8, _I16), "SUM": (_I8, _I16),
     "RELU": (_I8, _I16), "RELU6": (_I8, _I16), "LEAKY_RELU": (_I8, _I16), "HARD_SWISH": (_I8,),
-    "SQUARED_DIFFERENCE": (_I8,), "RSQRT": (_I8, _I16),
+    "SQUARED_DIFFERENCE": (_I8,), "RSQRT": (_I8, _I16), "GELU": (_I8,),
 }
 # Integer outputs (indices, shapes) from a float input; any input parameters (quantization keeps the
 # order; SHAPE reads no values).
