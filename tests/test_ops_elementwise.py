@@ -93,9 +93,12 @@ def test_add_legacy_opset6_rejected():
 
 # -- Pow ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("exponent,opcode", [(2.0, "MUL"), (0.5, "SQRT"), (3.0, "POW"), (-1.5, "POW"),
-                                             (1.0, "POW"), (0.0, "POW")])
-def test_pow_const_exponent(exponent, opcode):
+@pytest.mark.parametrize("exponent,ops", [(2.0, {"MUL": 1}), (0.5, {"SQRT": 1}), (3.0, {"MUL": 2}),
+                                          (1.5, {"SQRT": 1, "MUL": 1}), (2.5, {"SQRT": 1, "MUL": 2}),
+                                          (-1.0, {"DIV": 1}), (-2.0, {"MUL": 1, "DIV": 1}),
+                                          (-3.0, {"MUL": 2, "DIV": 1}), (-1.5, {"POW": 1}), (1.0, {"POW": 1}),
+                                          (0.0, {"POW": 1}), (1.7, {"POW": 1})])
+def test_pow_const_exponent(exponent, ops):
     model = single_op_model("Pow", [("x", F32, [2, 3, 4])], [2, 3, 4],
                             initializers={"e": np.array(exponent, F32)}, opset=15)
     rng = _rng()
@@ -103,7 +106,22 @@ def test_pow_const_exponent(exponent, opcode):
     if float(exponent).is_integer():
         x *= rng.choice([-1, 1], x.shape).astype(F32)  # negative bases are valid for integer exponents
     result = check_model(model, {"x": x})
-    assert result.op_counts == {opcode: 1}
+    assert result.op_counts == ops
+
+
+@pytest.mark.parametrize("exponent", [1.5, 2.5, 3.0, -1.0, -2.0, -3.0])
+def test_pow_by_products_special_values(exponent):
+    """Zeros (both signs), NaN, negative bases and tiny/huge values: as std::pow, to float32 rounding.
+
+    Only inputs with a finite result: LiteRT's builtin MUL/DIV kernels saturate an infinite result
+    at +-FLT_MAX (every MUL does, not only these), while XNNPACK and POW return inf.
+    """
+    x = np.array([0.0, -0.0, np.nan, -2.5, 1e-9, 1e9, 3e6, 7.0, 0.3, -1.0], F32)
+    with np.errstate(all="ignore"):
+        x = x[np.isfinite(np.power(x.astype(np.float64), exponent)) | np.isnan(x)]
+    model = single_op_model("Pow", [("x", F32, [x.size])], [x.size], initializers={"e": np.array(exponent, F32)},
+                            opset=15)
+    check_model(model, {"x": x})
 
 
 def test_pow_exponent_two_exact():

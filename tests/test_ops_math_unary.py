@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import onnx2litert
 from onnx2litert.evaluate import run_onnx, run_tflite
 from tests.helpers import check_model, expect_failure, single_op_model
 
@@ -112,8 +113,25 @@ def test_tan_near_poles_and_large():
 
 
 def test_atan_extremes():
-    x = np.array([[0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30, 3e38, 1.0]], np.float32)
+    t8 = np.float32(0.41421356)
+    x = np.array([[0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30, 3e38, 1.0, -1.0, np.inf, -np.inf,
+                   np.nextafter(np.float32(1), 2), np.nextafter(np.float32(1), 0), t8, np.nextafter(t8, 1),
+                   1 / t8, -t8]], np.float32)
     _unary("Atan", x)
+    nan = np.array([[np.nan, 2.0]], np.float32)  # check_model matches NaN with NaN on both kernel paths
+    check_model(single_op_model("Atan", [("x", np.float32, [1, 2])], opset=7), {"x": nan})
+
+
+def test_atan_relative_accuracy():
+    """The polynomial keeps float32-rounding accuracy relative to the value, from 1e-30 to 1e30."""
+    mags = np.logspace(-30, 30, 2000).astype(np.float32)
+    x = np.concatenate([mags, -mags]).reshape(1, -1)
+    model = single_op_model("Atan", [("x", np.float32, list(x.shape))], opset=7)
+    ref = np.arctan(x.astype(np.float64))
+    data = onnx2litert.convert(model).artifacts["float32"]
+    for delegates in (True, False):
+        got = run_tflite(data, {"x": x}, use_default_delegates=delegates)["y"].astype(np.float64)
+        assert np.max(np.abs(got - ref) / np.abs(ref)) <= 4e-7
 
 
 # -- hyperbolic ------------------------------------------------------------------------------

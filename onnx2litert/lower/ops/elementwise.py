@@ -251,6 +251,28 @@ def lower_binary(node: NodeView, ctx: LowerContext) -> None:
     narrow(ctx, y, out)
 
 
+# Exponents computed from MUL / SQRT / DIV (XNNPACK runs them; POW runs only in the builtin kernel,
+# ~30x slower): at most 3 roundings, so within a few float32 ulps of std::pow. Negative half
+# integers are left to POW: 1/sqrt(-0) would give -inf where pow gives +inf.
+_POW_BY_PRODUCTS = (1.5, 2.5, 3.0, -1.0, -2.0, -3.0)
+
+
+def _pow_by_products(ctx: LowerContext, x: Tensor, value: float, out: Tensor) -> Tensor:
+    """x^value = x^n * sqrt(x)^h (n = |value| rounded down, h = its half), inverted for a negative value.
+
+    One IEEE corner differs: pow(-inf, 1.5 or 2.5) is +inf in C, this gives NaN (sqrt(-inf)).
+    """
+    n, half = divmod(abs(value), 1.0)
+    factors = [x] * int(n) + ([emit_unary(ctx, "SQRT", x, hint="sqrt")] if half else [])
+    acc = factors[0]
+    for k, f in enumerate(factors[1:], start=2):
+        last = value > 0 and k == len(factors)
+        acc = emit_binary(ctx, "MUL", acc, f, hint="pow", out=out if last else None)
+    if value > 0:
+        return acc  # every positive exponent listed has at least two factors, the last one wrote out
+    return emit_binary(ctx, "DIV", scalar(ctx, 1.0, x.dtype, "one"), acc, out=out)
+
+
 @lowering("Pow", since=7, onnx_dtypes=FLOATS + ("int32", "int64"), dtypes=("float32",), verified=("float32",))
 def lower_pow(node: NodeView, ctx: LowerContext) -> None:
     """Pow with a float32 base; exponent 2 and 0.5 become exact MUL / SQRT.
@@ -271,6 +293,9 @@ def lower_pow(node: NodeView, ctx: LowerContext) -> None:
                 return
             if value == 0.5:
                 emit_unary(ctx, "SQRT", x, out=out)
+                return
+            if value in _POW_BY_PRODUCTS:
+                _pow_by_products(ctx, x, value, out)
                 return
         e = ctx.new_const(np.asarray(exponent).astype(np.float32), hint="exponent")
     else:

@@ -13,7 +13,11 @@ where the error bound (1e-5 * max(1, max|ref|), absolute) would notice:
 - Tan   = sin(r)/cos(r) or -cos(r)/sin(r) after Cody-Waite reduction r = x - k pi/2 (a plain
           SIN/COS ratio loses all accuracy next to the poles: XNNPACK's COS(3pi/2) is 0);
           above |x| = 8192 it falls back to SIN(x)/COS(x).
-- Atan  = ATAN2(x, 1) (ATAN2 does not broadcast: the 1 is a FILL of x's shape);
+- Atan  = Cephes' atanf polynomial after two reductions, from ops XNNPACK runs (ATAN2 runs
+          only in the builtin kernel, ~10x slower, and cut the delegated graph): t = min(a, 1/a)
+          for a = |x|, then (t-1)/(t+1) for t > tan(pi/8). The branches are blended with 0/1
+          masks made by saturating MUL/MINIMUM (no comparison or SELECT, which XNNPACK lacks),
+          and the sign comes from clamp(x * 2^126, -1, 1). Within 2e-7 relative of atan.
   Asin  = ATAN2(x, sqrt((1-x)(1+x)));  Acos = ATAN2(sqrt((1-x)(1+x)), x).
 - Sinh/Cosh of a = |x|: with p = (e^(a/2) / 2) * e^(a/2) = e^a / 2 (finite up to the overflow
           of sinh itself), sinh = p - 0.25/p, cosh = p + 0.25/p; Sinh takes the sign of x.
@@ -180,17 +184,64 @@ def lower_tan(node: NodeView, ctx: LowerContext) -> None:
     ctx.emit("SELECT_V2", [small, reduced, direct], [out])
 
 
+# Cephes atanf: atan(u) ~ u + u^3 * P(u^2) for |u| <= tan(pi/8), coefficients highest first.
+_ATAN_P = (8.05374449538e-2, -1.38776856032e-1, 1.99777106478e-1, -3.33329491539e-1)
+_TAN_PI_8 = 0.41421356237309503
+# Scales the smallest positive difference that occurs in _atan (about 2^-25, near tan(pi/8)) far
+# above 1, so MINIMUM(d * scale, 1) is exactly 1 for d > 0 and 0 for d == 0.
+_MASK_SCALE = 2.0 ** 100
+
+
+def _atan(ctx: LowerContext, x: Tensor, out: Tensor) -> Tensor:
+    """atan(x) from ABS/DIV/MIN/MAX/MUL/ADD/SUB only (see the module docstring)."""
+    def c(v: float, hint: str) -> Tensor:
+        return scalar(ctx, v, x.dtype, hint)
+
+    def mul(a: Tensor, b: Tensor, hint: str) -> Tensor:
+        return emit_binary(ctx, "MUL", a, b, hint=hint)
+
+    def add(a: Tensor, b: Tensor, hint: str) -> Tensor:
+        return emit_binary(ctx, "ADD", a, b, hint=hint)
+
+    def sub(a: Tensor, b: Tensor, hint: str) -> Tensor:
+        return emit_binary(ctx, "SUB", a, b, hint=hint)
+
+    def mask(d: Tensor, hint: str) -> Tensor:
+        """1 where d > 0, 0 where d == 0 (d >= 0)."""
+        return emit_binary(ctx, "MINIMUM", mul(d, c(_MASK_SCALE, "mask_scale"), hint), c(1.0, "one"), hint=hint)
+
+    def blend(m: Tensor, yes: Tensor, no: Tensor, hint: str) -> Tensor:
+        """m * yes + (1 - m) * no: exactly one of them for m in {0, 1}."""
+        return add(mul(m, yes, hint), mul(sub(c(1.0, "one"), m, hint), no, hint), hint)
+
+    a = emit_unary(ctx, "ABS", x, hint="abs")
+    t = emit_binary(ctx, "MINIMUM", a, emit_binary(ctx, "DIV", c(1.0, "one"), a, hint="inv"), hint="t")
+    big = mask(sub(a, t, "above_one"), "big")  # |x| > 1: atan = pi/2 - atan(1/|x|)
+    mid = mask(emit_binary(ctx, "MAXIMUM", sub(t, c(_TAN_PI_8, "tan_pi_8"), "above"), c(0.0, "zero"),
+                           hint="above"), "mid")  # t > tan(pi/8): atan t = pi/4 + atan((t-1)/(t+1))
+    shifted = emit_binary(ctx, "DIV", sub(t, c(1.0, "one"), "num"), add(t, c(1.0, "one"), "den"), hint="shifted")
+    u = blend(mid, shifted, t, "u")
+    z = mul(u, u, "z")
+    p = c(_ATAN_P[0], "p")
+    for coeff in _ATAN_P[1:]:
+        p = add(mul(p, z, "p"), c(coeff, "p"), "p")
+    r = add(mul(mul(p, z, "p"), u, "p"), u, "r")
+    r = add(r, mul(mid, c(math.pi / 4, "pi_4"), "r"), "r")
+    res = blend(big, sub(c(math.pi / 2, "pi_2"), r, "r"), r, "res")
+    sign = emit_binary(ctx, "MINIMUM", emit_binary(ctx, "MAXIMUM", mul(x, c(2.0 ** 126, "sign_scale"), "sign"),
+                                                   c(-1.0, "minus_one"), hint="sign"), c(1.0, "one"), hint="sign")
+    return emit_binary(ctx, "MUL", sign, res, out=out)
+
+
 @lowering("Asin", "Acos", "Atan", since=7, onnx_dtypes=FLOATS)
 def lower_inverse_trig(node: NodeView, ctx: LowerContext) -> None:
-    """ATAN2-based: atan(x) = atan2(x, 1); asin = atan2(x, c); acos = atan2(c, x); c = sqrt(1 - x^2)."""
+    """atan by a polynomial (see _atan); asin = atan2(x, c); acos = atan2(c, x); c = sqrt(1 - x^2)."""
     x = ctx.input(0)
     out = unary_output(ctx, x)
     if node.op_type == "Atan":
-        # ATAN2 needs equal shapes; FILL makes the ones at run time instead of storing them.
-        dims = ctx.new_const(np.array(x.shape, np.int32), hint="dims")
-        z = ctx.emit1("FILL", [dims, scalar(ctx, 1.0, x.dtype, "one")], x.shape, x.dtype, "ones")
-        y = x
-    elif node.op_type == "Asin":
+        _atan(ctx, x, out)
+        return
+    if node.op_type == "Asin":
         y, z = x, _sqrt_one_minus_sq(ctx, x)
     else:
         y, z = _sqrt_one_minus_sq(ctx, x), x
