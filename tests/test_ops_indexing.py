@@ -214,6 +214,20 @@ def test_scatter_elements_add_duplicates(const):
         check_model(model, {"x": data, "i": idx, "u": upd})
 
 
+@pytest.mark.parametrize("dtype", _SCATTER_DTYPES)
+@pytest.mark.parametrize("reduction", ["none", "add"])
+def test_scatter_elements_into_zeros_is_one_scatter(dtype, reduction):
+    """Constant zero data (as exported for torch.zeros(...).scatter_): one SCATTER_ND, no mask or ADD."""
+    idx = np.array([[2, 0, 1, 2], [0, 1, 2, 0]], np.int64) if reduction == "none" else \
+        np.array([[1, 1, 0, 2], [1, 0, 0, 2]], np.int64)  # distinct per column / duplicates that add up
+    model = _node_model("ScatterElements", [("i", np.int64, [2, 4]), ("u", dtype, [2, 4])],
+                        [("y", dtype, [3, 4])], {"z": np.zeros((3, 4), dtype)}, opset=16,
+                        node_inputs=["z", "i", "u"], reduction=reduction)
+    result = check_model(model, {"i": idx, "u": _data((2, 4), dtype, seed=3)})
+    assert result.op_counts.get("SCATTER_ND") == 1 and "SELECT_V2" not in result.op_counts, result.op_counts
+    assert "ADD" not in result.op_counts or result.op_counts["ADD"] == 1, result.op_counts  # the coordinates
+
+
 def test_scatter_elements_max_fails():
     # max / min / mul apply the updates one by one; too many of them are refused.
     model = _node_model("ScatterElements", [("x", np.float32, [3]), ("u", np.float32, [65])],

@@ -254,6 +254,40 @@ def test_cast_round_trip_after_exact_widening_is_removed(src, mid, removed):
     assert (sg.count("CAST") == 1) is removed
 
 
+# -- elementwise ops hoisted above BROADCAST_TO / RESHAPE -------------------------------------------------
+
+def test_cast_and_floor_mod_hoisted_above_broadcast():
+    b = Builder()
+    x = b.input("x", (1, 6), np.int32)
+    wide = b.op("CAST", [x], (1, 6), np.int64, inDataType="INT32", outDataType="INT64")
+    col = b.reshape(wide, (1, 6, 1))
+    big = b.op("BROADCAST_TO", [col, b.const([1, 6, 4], np.int32)], (1, 6, 4), np.int64)
+    narrow = b.op("CAST", [big], (1, 6, 4), np.int32, inDataType="INT64", outDataType="INT32")
+    y = b.op("FLOOR_MOD", [narrow, b.const(np.int32(5), np.int32)], (1, 6, 4), np.int32)
+    m = check_rewrite(b.model([y]), lambda sg: optimize_subgraph(sg))
+    counts = opcounts(m)
+    assert counts.get("CAST", 0) == 0, counts  # the round trip met and cancelled
+    ops = [op.opcode for op in m.main.operators]
+    assert ops.index("FLOOR_MOD") < ops.index("BROADCAST_TO") and m.main.operators[-1].outputs[0] is y
+
+
+@pytest.mark.parametrize("case", ["shared", "not_scalar", "activation"])
+def test_elementwise_not_hoisted(case):
+    from onnx2litert.passes.cleanup import hoist_elementwise_above_broadcast
+
+    b = Builder()
+    x = b.input("x", (1, 3, 1))
+    big = b.op("BROADCAST_TO", [x, b.const([1, 3, 4], np.int32)], (1, 3, 4))
+    if case == "not_scalar":
+        y = b.op("ADD", [big, b.const(_w(1, 3, 4))], (1, 3, 4), fusedActivationFunction="NONE")
+        outs = [y]
+    elif case == "activation":
+        outs = [b.op("ADD", [big, b.const(np.float32(1))], (1, 3, 4), fusedActivationFunction="RELU")]
+    else:
+        outs = [b.op("MUL", [big, b.const(np.float32(2))], (1, 3, 4), fusedActivationFunction="NONE"), big]
+    assert not hoist_elementwise_above_broadcast(b.model(outs).main)
+
+
 # -- positive scale before RELU into consumers --------------------------------------------------------
 
 def _bn_relu(b: Builder, x, scale: np.ndarray, act: str = "RELU"):

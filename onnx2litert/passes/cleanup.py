@@ -14,6 +14,10 @@
   ``x`` directly (an elementwise op does not care how the elements are arranged).
 * :func:`remove_noop_arithmetic`: ``x + 0``, ``x - 0``, ``x * 1``, ``x / 1`` and casts to the
   same dtype, when they neither broadcast nor carry a fused activation.
+* :func:`hoist_elementwise_above_broadcast`: an elementwise op (CAST, or arithmetic with a
+  scalar constant) reading a BROADCAST_TO or RESHAPE result runs on that op's input instead:
+  on fewer elements after a broadcast, and next to the op that produced the input, where a
+  CAST meets the CAST it undoes (index arithmetic exported as int64 and narrowed back).
 """
 from __future__ import annotations
 
@@ -273,6 +277,54 @@ def _cast_round_trip_source(sg: Subgraph, op: Operator) -> Tensor | None:
             or op.inputs[0].quantization:
         return None
     return x if _exact_widening(x.dtype, op.inputs[0].dtype) else None
+
+
+# Ops that only place elements: an elementwise op after them computes the same values before them.
+_ELEMENT_MOVERS = frozenset({"BROADCAST_TO", "RESHAPE"})
+# Binary ops that are elementwise when their second operand is a scalar constant.
+_SCALAR_OPERAND_OPS = frozenset({"ADD", "SUB", "MUL", "DIV", "FLOOR_MOD", "FLOOR_DIV", "MAXIMUM", "MINIMUM"})
+
+
+def _hoistable(op: Operator) -> bool:
+    """CAST, or ``op(x, c)`` with a scalar constant ``c`` and no fused activation."""
+    if len(op.outputs) != 1 or not op.inputs or op.inputs[0] is None or op.outputs[0].quantization is not None:
+        return False
+    if op.opcode == "CAST":
+        return len(op.inputs) == 1
+    if op.opcode not in _SCALAR_OPERAND_OPS or len(op.inputs) != 2 or activation(op) != "NONE":
+        return False
+    c = op.inputs[1]
+    return c is not None and c.is_const and c.data.size == 1 and c.rank == 0 and c.quantization is None
+
+
+def hoist_elementwise_above_broadcast(sg: Subgraph) -> bool:
+    """``f(MOVE(x))`` -> ``MOVE(f(x))`` for MOVE in BROADCAST_TO / RESHAPE and elementwise ``f`` (see module doc)."""
+    namer = Namer(sg)
+    changed = False
+    producers = _producers(sg)
+    consumers = sg.consumers()
+    for op in list(sg.operators):
+        if not _hoistable(op):
+            continue
+        moved = op.inputs[0]
+        mover = producers.get(id(moved))
+        if mover is None or mover.opcode not in _ELEMENT_MOVERS or not single_use(sg, moved, consumers):
+            continue
+        x, y = mover.inputs[0], op.outputs[0]
+        if x is None or x.quantization is not None or moved.quantization is not None or is_dynamic(x) \
+                or is_dynamic(moved) or is_dynamic(y) or x.size > moved.size:
+            continue
+        fx = Tensor(namer(f"{y.name}/hoisted"), x.shape, y.dtype)
+        op.inputs = [x, *op.inputs[1:]]
+        op.outputs = [fx]
+        mover.inputs = [fx, *mover.inputs[1:]]
+        mover.outputs = [y]
+        i, j = sg.operators.index(mover), sg.operators.index(op)
+        sg.operators[i], sg.operators[j] = op, mover
+        producers = _producers(sg)
+        consumers = sg.consumers()
+        changed = True
+    return changed
 
 
 def drop_reshape_before_fully_connected(sg: Subgraph) -> bool:

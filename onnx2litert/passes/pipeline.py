@@ -3,7 +3,8 @@
 One round runs:
 
 1. clean-up that exposes structure: SQUEEZE/EXPAND_DIMS -> RESHAPE, RESHAPE chains,
-   MIN/MAX clamps -> RELU*, no-op arithmetic;
+   MIN/MAX clamps -> RELU*, elementwise ops hoisted above BROADCAST_TO/RESHAPE, no-op
+   arithmetic (including CAST round trips);
 2. constant folding, constant sharing and common-op merging (so two transposes of one
    input are one, and transposes of constants are constants);
 3. the transpose optimizer (sinks and cancels layout transposes, makes per-channel
@@ -28,7 +29,8 @@ from typing import Callable
 from ..ir import Model, Subgraph
 from ..options import ConversionOptions
 from .cleanup import (canonicalize_clamps, canonicalize_reshapes, drop_reshape_before_fully_connected,
-                      drop_reshapes_around_elementwise, relu_before_minimum, remove_noop_arithmetic)
+                      drop_reshapes_around_elementwise, hoist_elementwise_above_broadcast, relu_before_minimum,
+                      remove_noop_arithmetic)
 from .dce import remove_dead_ops
 from .delegate import delegate_friendly, split_tall_depthwise
 from .fold import eliminate_common_ops, fold_constants, share_constants
@@ -45,6 +47,7 @@ ROUND: tuple[tuple[str, Pass], ...] = (
     ("canonicalize_reshapes", canonicalize_reshapes),
     ("relu_before_minimum", relu_before_minimum),
     ("canonicalize_clamps", canonicalize_clamps),
+    ("hoist_elementwise_above_broadcast", hoist_elementwise_above_broadcast),
     ("remove_noop_arithmetic", remove_noop_arithmetic),
     ("fold_constants", fold_constants),
     ("share_constants", share_constants),
