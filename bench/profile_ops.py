@@ -42,9 +42,7 @@ def _median_ms(fn, runs: int, warmup: int = 3) -> float:
 def _feed(shape: list[int], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
     if np.issubdtype(dtype, np.floating):
         return rng.standard_normal(shape).astype(dtype)
-    if dtype == np.bool_:
-        return np.zeros(shape, dtype)
-    return np.zeros(shape, dtype)  # index-like operands: 0 is valid for every gather/slice
+    return np.zeros(shape, dtype)  # index-like and bool operands: 0 is valid for every gather/slice
 
 
 def litert_op_profile(data: bytes, runs: int) -> list[dict]:

@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Operator, Subgraph, Tensor
-from .graphutil import Namer, activation, int32_const, is_dynamic, is_plain_float, remove_forwarding_op, single_use
+from .graphutil import (Namer, activation, int32_const, is_dynamic, is_plain_float, remove_forwarding_op,
+                        run_consumer_first, single_use)
 
 
 def _producers(sg: Subgraph) -> dict[int, Operator]:
@@ -207,13 +208,7 @@ def relu_before_minimum(sg: Subgraph) -> bool:
         found = _bound(mini)
         if found is None or not found[1] >= 0.0 or not is_plain_float(found[0]) or m.shape != relu.outputs[0].shape:
             continue
-        x, out = found[0], relu.outputs[0]
-        relu.inputs, relu.outputs = [x], [m]
-        mini.inputs = [m if t is x else t for t in mini.inputs]
-        mini.outputs = [out]
-        # RELU now runs first: put it at the MINIMUM's place and the MINIMUM at the RELU's.
-        i, j = sg.operators.index(mini), sg.operators.index(relu)
-        sg.operators[i], sg.operators[j] = relu, mini
+        run_consumer_first(sg, mini, relu, found[0], m)
         producers = _producers(sg)
         consumers = sg.consumers()
         changed = True
@@ -314,13 +309,7 @@ def hoist_elementwise_above_broadcast(sg: Subgraph) -> bool:
         if x is None or x.quantization is not None or moved.quantization is not None or is_dynamic(x) \
                 or is_dynamic(moved) or is_dynamic(y) or x.size > moved.size:
             continue
-        fx = Tensor(namer(f"{y.name}/hoisted"), x.shape, y.dtype)
-        op.inputs = [x, *op.inputs[1:]]
-        op.outputs = [fx]
-        mover.inputs = [fx, *mover.inputs[1:]]
-        mover.outputs = [y]
-        i, j = sg.operators.index(mover), sg.operators.index(op)
-        sg.operators[i], sg.operators[j] = op, mover
+        run_consumer_first(sg, mover, op, x, Tensor(namer(f"{y.name}/hoisted"), x.shape, y.dtype))
         producers = _producers(sg)
         consumers = sg.consumers()
         changed = True

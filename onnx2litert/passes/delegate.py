@@ -61,6 +61,19 @@ def _const_ints(t: Tensor | None) -> np.ndarray | None:
     return np.asarray(t.data).astype(np.int64)
 
 
+def _float_conv_operands(op: Operator, data: int, weights: int, bias: int
+                         ) -> tuple[Tensor, Tensor, Tensor | None, Tensor] | None:
+    """(x, w, bias or None, out) of a 4-D convolution with static float32 data and constant float32
+    weights (and bias); None when the op is not such a convolution."""
+    x, w, out = op.inputs[data], op.inputs[weights], op.outputs[0]
+    b = op.inputs[bias] if len(op.inputs) > bias else None
+    if not _static_float(x, out, w) or not w.is_const or x.rank != 4 or w.rank != 4:
+        return None
+    if b is not None and not (is_plain_float(b) and b.is_const):
+        return None
+    return x, w, b, out
+
+
 class _Emitter:
     """Builds replacement ops for one op, inserted at its place in the subgraph."""
 
@@ -310,12 +323,10 @@ def transpose_conv_to_depth_to_space(sg: Subgraph) -> bool:
     for op in list(sg.operators):
         if op.opcode != "TRANSPOSE_CONV" or len(op.inputs) < 3:
             continue
-        x, w, out = op.inputs[2], op.inputs[1], op.outputs[0]
-        bias = op.inputs[3] if len(op.inputs) > 3 else None
-        if not _static_float(x, out, w) or not w.is_const or x.rank != 4 or w.rank != 4:
+        operands = _float_conv_operands(op, data=2, weights=1, bias=3)
+        if operands is None:
             continue
-        if bias is not None and not (is_plain_float(bias) and bias.is_const):
-            continue
+        x, w, bias, out = operands
         c_out, kh, kw, c_in = w.shape
         s = int(op.options.get("strideH", 1))
         if not (s == kh == kw == int(op.options.get("strideW", 1))) or s < 2 or x.shape[3] != c_in:
@@ -407,12 +418,10 @@ def split_tall_depthwise(sg: Subgraph) -> bool:
     for op in list(sg.operators):
         if op.opcode != "DEPTHWISE_CONV_2D" or len(op.inputs) < 2:
             continue
-        x, w, out = op.inputs[0], op.inputs[1], op.outputs[0]
-        bias = op.inputs[2] if len(op.inputs) > 2 else None
-        if not _static_float(x, out, w) or not w.is_const or x.rank != 4 or w.rank != 4:
+        operands = _float_conv_operands(op, data=0, weights=1, bias=2)
+        if operands is None:
             continue
-        if bias is not None and not (is_plain_float(bias) and bias.is_const):
-            continue
+        x, w, bias, out = operands
         _, kh, kw, channels = w.shape
         if kh * kw <= _DEPTHWISE_SINGLE_PASS_TAPS or kw > _DEPTHWISE_SINGLE_PASS_TAPS or kh < 2:
             continue
@@ -437,7 +446,7 @@ def split_tall_depthwise(sg: Subgraph) -> bool:
         acc: Tensor | None = None
         bands = depthwise_row_bands(kh, kw)
         for k, (r, rows) in enumerate(bands):
-            rows_in = e.slice(xp, 1, r, (ho - 1) * sh + rows) if (r, rows) != (0, kh) else xp
+            rows_in = e.slice(xp, 1, r, (ho - 1) * sh + rows)
             piece = e.tensor(out.shape, out, f"band{k}")
             band_bias = b if k == 0 else np.zeros_like(b)
             e.emit("DEPTHWISE_CONV_2D", [rows_in, new_const(namer(f"{out.name}/band{k}/filter"),

@@ -181,6 +181,22 @@ def remove_forwarding_op(sg: Subgraph, op: Operator, src: Tensor) -> bool:
     return True
 
 
+def run_consumer_first(sg: Subgraph, producer: Operator, consumer: Operator, a: Tensor, mid: Tensor) -> None:
+    """``consumer(producer(a))`` -> ``producer(consumer(a))`` for two single-output ops that commute.
+
+    ``consumer`` reads ``a`` in place of ``producer``'s output and writes ``mid``; ``producer``
+    reads ``mid`` in place of ``a`` and writes what ``consumer`` wrote (so that tensor keeps its
+    identity). The two ops also swap places in the operator list.
+    """
+    between, out = producer.outputs[0], consumer.outputs[0]
+    consumer.inputs = [a if t is between else t for t in consumer.inputs]
+    consumer.outputs = [mid]
+    producer.inputs = [mid if t is a else t for t in producer.inputs]
+    producer.outputs = [out]
+    i, j = sg.operators.index(producer), sg.operators.index(consumer)
+    sg.operators[i], sg.operators[j] = consumer, producer
+
+
 def insert_before(sg: Subgraph, anchor: Operator, ops: list[Operator]) -> None:
     i = sg.operators.index(anchor)
     sg.operators[i:i] = ops
