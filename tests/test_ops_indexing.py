@@ -228,6 +228,79 @@ def test_scatter_elements_into_zeros_is_one_scatter(dtype, reduction):
     assert "ADD" not in result.op_counts or result.op_counts["ADD"] == 1, result.op_counts  # the coordinates
 
 
+def _row_index_model(op: str, dtype, reduction: str | None, zeros: bool) -> object:
+    """torch's ``x.scatter(1, i.unsqueeze(-1).expand(-1, -1, 4), u)`` / ``x.gather(1, ...)`` idiom:
+    a run-time index repeated along the trailing axis."""
+    nodes = [helper.make_node("Unsqueeze", ["i", "ax"], ["i1"]),
+             helper.make_node("Expand", ["i1", "shape"], ["ie"])]
+    inits = {"ax": np.array([-1], np.int64), "shape": np.array([2, 3, 4], np.int64)}
+    inputs = [("i", np.int64, [2, 3])]
+    if op == "GatherElements":
+        nodes.append(helper.make_node(op, ["x", "ie"], ["y"], axis=1))
+        inputs.insert(0, ("x", dtype, [2, 5, 4]))
+        return make_model(nodes, inputs, [("y", dtype, [2, 3, 4])], inits, 17)
+    attrs = {} if reduction is None else {"reduction": reduction}
+    nodes.append(helper.make_node(op, ["x", "ie", "u"], ["y"], axis=1, **attrs))
+    if zeros:
+        inits["x"] = np.zeros((2, 5, 4), dtype)
+    else:
+        inputs.insert(0, ("x", dtype, [2, 5, 4]))
+    return make_model(nodes, inputs + [("u", dtype, [2, 3, 4])], [("y", dtype, [2, 5, 4])], inits, 18)
+
+
+def _scatter_index_depth(result) -> int:
+    """Length of the coordinate tuples of the (single data) SCATTER_ND / GATHER_ND in the model."""
+    from ai_edge_litert import schema_py_generated as S
+    model = S.ModelT.InitFromPackedBuf(bytearray(result.artifacts["float32"]), 0)
+    sub = model.subgraphs[0]
+    wanted = {S.BuiltinOperator.SCATTER_ND: 0, S.BuiltinOperator.GATHER_ND: 1}
+    depths = set()
+    for op in sub.operators:
+        code = model.operatorCodes[op.opcodeIndex].builtinCode
+        if code in wanted:
+            depths.add(int(sub.tensors[op.inputs[wanted[code]]].shape[-1]))
+    return max(depths)
+
+
+@pytest.mark.parametrize("dtype", _SCATTER_DTYPES)
+@pytest.mark.parametrize("reduction,zeros", [(None, False), ("none", True), ("add", False), ("add", True),
+                                             ("mul", False), ("max", False)])
+def test_scatter_elements_row_index(dtype, reduction, zeros):
+    """An index expanded along the trailing axes scatters whole rows: (batch, row) coordinate
+    pairs, no BROADCAST_TO of the index; duplicates are exercised for the reductions."""
+    idx = np.array([[4, 0, 2], [1, 3, 0]], np.int64) if reduction in (None, "none") else \
+        np.array([[4, 0, 4], [1, 1, 0]], np.int64)
+    model = _row_index_model("ScatterElements", dtype, reduction, zeros)
+    feeds = {"i": idx, "u": _data((2, 3, 4), dtype, seed=4)}
+    if not zeros:
+        feeds["x"] = _data((2, 5, 4), dtype, seed=5)
+    result = check_model(model, feeds)
+    assert "BROADCAST_TO" not in result.op_counts, result.op_counts
+    assert _scatter_index_depth(result) == 2
+
+
+@pytest.mark.parametrize("dtype", _GATHER_DTYPES)
+def test_gather_elements_row_index(dtype):
+    model = _row_index_model("GatherElements", dtype, None, False)
+    result = check_model(model, {"x": _data((2, 5, 4), dtype), "i": np.array([[4, -5, 2], [1, 1, -1]], np.int64)})
+    assert "BROADCAST_TO" not in result.op_counts, result.op_counts
+    assert _scatter_index_depth(result) == 2
+
+
+@pytest.mark.parametrize("op", ["GatherElements", "ScatterElements"])
+def test_elements_const_row_index(op):
+    """A constant index that repeats along the trailing axis also gathers / scatters rows."""
+    idx = np.repeat(np.array([[2], [0], [3]], np.int64), 4, axis=1)
+    if op == "GatherElements":
+        model = _node_model(op, [("x", np.float32, [5, 4])], [("y", np.float32, [3, 4])], {"i": idx}, axis=0)
+        result = check_model(model, {"x": _data((5, 4), np.float32)})
+    else:
+        model = _node_model(op, [("x", np.float32, [5, 4]), ("u", np.float32, [3, 4])],
+                            [("y", np.float32, [5, 4])], {"i": idx}, node_inputs=["x", "i", "u"], axis=0)
+        result = check_model(model, {"x": _data((5, 4), np.float32), "u": _data((3, 4), np.float32, seed=1)})
+    assert _scatter_index_depth(result) == 1
+
+
 def test_scatter_elements_max_fails():
     # max / min / mul apply the updates one by one; too many of them are refused.
     model = _node_model("ScatterElements", [("x", np.float32, [3]), ("u", np.float32, [65])],

@@ -190,6 +190,18 @@ def test_slices_params_permuted():
     assert opcounts(m)["TRANSPOSE"] == 0
 
 
+@pytest.mark.parametrize("code", ["REVERSE_V2", "CUMSUM"])
+def test_axis_ops_axis_remapped(code):
+    b = Builder()
+    x = b.input("x", (1, 6, 5, 4))
+    t = b.transpose(x, P)  # (1, 4, 6, 5): axis 2 is x's axis 1
+    axis = b.const([2], np.int32) if code == "REVERSE_V2" else b.const(np.int32(2), np.int32)
+    opts = {"exclusive": False, "reverse": False} if code == "CUMSUM" else {}
+    y = b.op(code, [t, axis], t.shape, **opts)
+    m = check_rewrite(b.model([b.transpose(y, INV)]), optimize_layout)
+    assert opcounts(m)["TRANSPOSE"] == 0
+
+
 def test_unit_dim_transpose_absorbed_by_reshape_and_emitted_as_reshape():
     b = Builder()
     x = b.input("x", (2, 1, 1, 8))

@@ -176,6 +176,13 @@ class LowerContext:
         self.emit(opcode, inputs, [y], **options)
         return y
 
+    def producer(self, t: Tensor) -> Operator | None:
+        """The operator already emitted into this graph that writes ``t`` (None for inputs/constants)."""
+        for op in reversed(self.graph.operators):
+            if any(o is t for o in op.outputs):
+                return op
+        return None
+
     # -- common shape ops ----------------------------------------------------------------
     def transpose(self, x: Tensor, perm: tuple[int, ...], out: Tensor | None = None) -> Tensor:
         perm = tuple(int(p) for p in perm)

@@ -141,6 +141,18 @@ def _reduce(op: Operator, perm: Perm) -> Plan | None:
     return Plan((0,), (out_perm,), dict(op.options), {1: new_axes})
 
 
+def _along_axes(op: Operator, perm: Perm) -> Plan | None:
+    """Shape-keeping ops along constant axes (input 1): REVERSE_V2, CUMSUM."""
+    raw = _int_param(op, 1)
+    if raw is None:
+        return None
+    axes = _norm_axes(raw, len(perm))
+    if axes is None or len(axes) != raw.size:
+        return None
+    new_axes = np.asarray([perm[int(a) % len(perm)] for a in raw.reshape(-1)], dtype=raw.dtype).reshape(raw.shape)
+    return Plan((0,), (perm,), dict(op.options), {1: new_axes})
+
+
 def _arg_reduce(op: Operator, perm: Perm) -> Plan | None:
     raw = _int_param(op, 1)
     if raw is None or raw.size != 1:
@@ -300,6 +312,7 @@ HANDLERS.update({
     "TILE": lambda op, perm: _per_axis_params(op, perm, (1,)),
     "SLICE": lambda op, perm: _per_axis_params(op, perm, (1, 2)),
     "STRIDED_SLICE": _strided_slice,
+    "REVERSE_V2": _along_axes, "CUMSUM": _along_axes,
 })
 
 

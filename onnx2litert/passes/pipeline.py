@@ -10,7 +10,8 @@ One round runs:
 3. the transpose optimizer (sinks and cancels layout transposes, makes per-channel
    constants channels-last);
 4. exact rewrites of ops the XNNPACK delegate refuses (MIRROR_PAD, RELU_0_TO_1, PADV2 before
-   max pool, nearest resize, SPLIT_V) into ops it takes;
+   max pool, nearest resize, SPLIT_V) into ops it takes; whole-axis reversing slices into
+   REVERSE_V2, moved past commuting ops until same-axis pairs cancel;
 5. fusions that need the optimizer's result: PAD into conv/pool padding, channel
    permutations (RESHAPE/TRANSPOSE chains) into conv/FC weights, per-channel
    MUL/ADD (BatchNormalization) into conv/FC weights (a positive scale before a RELU into the
@@ -39,6 +40,7 @@ from .fuse import (fold_affine_into_producer, fold_channel_permutation, fold_pad
 from .graphutil import topo_sort
 from .layout import optimize_layout
 from .qdq import fold_qdq
+from .reverse import reversing_slices_to_reverse, sink_reversals
 
 Pass = Callable[[Subgraph], bool]
 
@@ -58,6 +60,8 @@ ROUND: tuple[tuple[str, Pass], ...] = (
     ("drop_reshapes_around_elementwise", drop_reshapes_around_elementwise),
     ("fold_pad_into_conv", fold_pad_into_conv),
     ("delegate_friendly", delegate_friendly),
+    ("reversing_slices_to_reverse", reversing_slices_to_reverse),
+    ("sink_reversals", sink_reversals),
     ("fold_channel_permutation", fold_channel_permutation),
     ("fold_affine_into_producer", fold_affine_into_producer),
     ("fold_positive_scale_into_consumers", fold_positive_scale_into_consumers),
