@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     misc = parser.add_argument_group("misc")
     misc.add_argument("--disable_optimizations", action="store_true",
                       help="skip the IR passes (layout, fusion, cleanup); for debugging only")
+    misc.add_argument("--pad_conv_output_channels_to", type=int, default=0, metavar="N",
+                      help="x86 tuning: convolutions larger than 1x1 with N/2 < Cout < N output channels "
+                           "compute N (zero filters) and slice; 32 is faster with XNNPACK on AVX-512 CPUs, "
+                           "slower on ARM (default 0: off)")
     misc.add_argument("-v", "--verbose", action="store_true",
                       help="print per-op counts, the I/O layout and tracebacks on errors")
     return parser
@@ -277,6 +281,7 @@ def options_from_args(args: argparse.Namespace) -> ConversionOptions:
         flatbuffer_direct_allow_custom_ops=args.flatbuffer_direct_allow_custom_ops,
         flatbuffer_direct_custom_op_allowlist=parse_name_list(args.flatbuffer_direct_custom_op_allowlist or ()),
         optimize=not args.disable_optimizations,
+        pad_conv_output_channels_to=args.pad_conv_output_channels_to,
         verbose=args.verbose,
         show_progress=True,
     )

@@ -94,6 +94,9 @@ class ConversionOptions:
     flatbuffer_direct_custom_op_allowlist: tuple[str, ...] = ()
     # Passes (escape hatch for debugging; defaults are what users want).
     optimize: bool = True
+    # x86 tuning: 3x3+ convolutions with multiple/2 < Cout < multiple compute ``multiple``
+    # channels and slice (0 = off; 32 measured faster with XNNPACK on AVX-512, slower on ARM).
+    pad_conv_output_channels_to: int = 0
     verbose: bool = False
     # A progress bar on stderr during calibration (the CLI sets it; verbose shows it too).
     show_progress: bool = False
@@ -128,6 +131,9 @@ class ConversionOptions:
         problems.extend(self._eval_problems())
         problems.extend(self._path_problems())
         problems.extend(self._split_problems())
+        m = self.pad_conv_output_channels_to
+        if not isinstance(m, int) or m < 0 or (m and (m < 2 or m % 2)):
+            problems.append(f"--pad_conv_output_channels_to must be 0 (off) or an even number >= 2, got {m}")
         if self.dynamic_dim_default < 1:
             problems.append(f"--dynamic_dim_default must be >= 1, got {self.dynamic_dim_default}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -196,7 +202,9 @@ class ConversionOptions:
         unknown = sorted(set(kwargs) - known)
         if unknown:
             raise ConversionError(Issue(Reason.INVALID_OPTION, f"unknown option(s): {', '.join(unknown)}"))
-        norm = dict(kwargs)
+        # None means "not given" for the list-valued options (a None default would fail later).
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        norm = {k: v for k, v in kwargs.items() if not (v is None and isinstance(defaults[k], tuple))}
         ois = norm.get("overwrite_input_shape")
         if isinstance(ois, dict):
             norm["overwrite_input_shape"] = tuple((k, tuple(int(d) for d in v)) for k, v in ois.items())

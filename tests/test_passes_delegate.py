@@ -13,7 +13,7 @@ import pytest
 from onnx import helper
 
 from onnx2litert.passes.delegate import (depthwise_row_bands, gather_to_slice, max_pool_pad_to_zero_pad, mirror_pad_pieces,
-                                         mirror_pad_to_slices, nearest_resize_to_concat, split_relu_0_to_1,
+                                         mirror_pad_to_slices, pad_conv_output_channels, nearest_resize_to_concat, split_relu_0_to_1,
                                          split_tall_depthwise, split_v_to_slices, transpose_conv_to_depth_to_space)
 from onnx2litert.passes.fuse import fold_channel_permutation
 from onnx2litert.passes.layout import optimize_layout, reshape_after_transpose
@@ -499,3 +499,50 @@ def test_fan_out_push_through_split_branches_that_meet_again():
     m = check_rewrite(b.model([out]), optimize_layout)
     assert opcounts(m)["TRANSPOSE"] == 1
     assert m.main.operators[-1].opcode == "TRANSPOSE" and m.main.operators[-1].outputs[0] is out
+
+
+# -- CONV_2D output channels padded (opt-in x86 tuning) ---------------------------------------------
+
+def _conv_k(b: Builder, x, cout: int, k: int, act: str = "NONE", bias: bool = True):
+    inputs = [x, b.const(_w(cout, k, k, x.shape[-1]))] + ([b.const(_w(cout))] if bias else [])
+    return b.op("CONV_2D", inputs, x.shape[:3] + (cout,), padding="SAME", strideH=1, strideW=1,
+                dilationHFactor=1, dilationWFactor=1, fusedActivationFunction=act)
+
+
+@pytest.mark.parametrize("cout,act", [(24, "RELU"), (17, "NONE"), (31, "RELU6")])
+def test_pad_conv_output_channels(cout, act):
+    b = Builder()
+    x = b.input("x", (1, 9, 8, 5))
+    m = check_rewrite(b.model([_conv_k(b, x, cout, 3, act)]), lambda sg: pad_conv_output_channels(sg, 32))
+    assert opcounts(m) == {"CONV_2D": 1, "SLICE": 1}
+    conv = next(op for op in m.main.operators if op.opcode == "CONV_2D")
+    assert conv.outputs[0].shape[-1] == 32 and conv.options["fusedActivationFunction"] == act
+
+
+@pytest.mark.parametrize("cout,k,bias", [(24, 1, True), (16, 3, True), (32, 3, True), (40, 3, True), (24, 3, False)])
+def test_pad_conv_output_channels_kept(cout, k, bias):
+    """1x1 kernels, counts outside (16, 32), and a convolution without bias are left alone."""
+    b = Builder()
+    x = b.input("x", (1, 9, 8, 5))
+    assert not pad_conv_output_channels(b.model([_conv_k(b, x, cout, k, bias=bias)]).main, 32)
+
+
+def test_pad_conv_output_channels_option_end_to_end():
+    """Off by default; with the option, Conv(24, 3x3)+BN+Relu computes 32 channels and matches ORT."""
+    c = 6
+    inits = {"w": _w(24, c, 3, 3), "b": _w(24), "scale": np.abs(_w(24)) + 0.5, "shift": _w(24), "mean": _w(24),
+             "var": np.abs(_w(24)) + 0.5}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["n"]),
+             helper.make_node("Relu", ["n"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [1, c, 10, 12])], [("y", np.float32, [1, 24, 10, 12])], inits, 17)
+    assert "SLICE" not in check_model(model).op_counts
+    counts = check_model(model, pad_conv_output_channels_to=32).op_counts
+    assert counts["CONV_2D"] == 1 and counts["SLICE"] == 1 and "RELU" not in counts and "MUL" not in counts
+
+
+@pytest.mark.parametrize("value", [-1, 1, 33])
+def test_pad_conv_output_channels_option_checked(value):
+    import onnx2litert
+    with pytest.raises(onnx2litert.ConversionError, match="pad_conv_output_channels_to"):
+        onnx2litert.ConversionOptions(pad_conv_output_channels_to=value)

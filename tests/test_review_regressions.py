@@ -99,3 +99,13 @@ def test_nodes_behind_an_unsupported_node_are_blocked_not_blamed():
     assert nodes["sig"]["dispatch"] == "blocked" and nodes["sig"]["reason_code"] is None
     assert exc.report["reason_counts"] == {"custom_op_candidate_disabled": 1}
     assert exc.report["summary"]["lowered_nodes"] == 2
+
+
+def test_list_options_given_as_none_mean_not_given():
+    """``keep_ncw_or_nchw_or_ncdhw_input_names=None`` (and the other list options) used to raise TypeError."""
+    model = make_model([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+                       [("x", np.float32, [1, 2, 5, 5])], [("y", np.float32, None)],
+                       {"w": np.random.default_rng(0).standard_normal((3, 2, 3, 3)).astype(np.float32)})
+    result = check_model(model, keep_ncw_or_nchw_or_ncdhw_input_names=None, overwrite_input_shape=None,
+                         flatbuffer_direct_custom_op_allowlist=None, custom_input_op_name_np_data_path=None)
+    assert result.io_layout

@@ -33,6 +33,8 @@ strides, CONCATENATION of at most 5 inputs, RESHAPE, RELU, MINIMUM, CONV_2D):
   (11.8 ms) than the three bands (1.8 ms). Only the float32 summation order changes. It runs
   after the fusions (its own pipeline step), so BatchNormalization and activations are already
   in the convolution it splits.
+* :func:`pad_conv_output_channels` (opt-in, x86 tuning): CONV_2D with 17-31 output channels
+  computes 32 (zero filters) and slices; it runs once, after the optimization rounds.
 
 All act on static shapes and on float32 tensors without quantization (the integer paths are
 left to the quantized kernels).
@@ -465,6 +467,46 @@ def split_tall_depthwise(sg: Subgraph) -> bool:
     return changed
 
 
+# -- CONV_2D output channels padded to the kernel tile (opt-in) --------------------------------------
+
+def pad_conv_output_channels(sg: Subgraph, multiple: int) -> bool:
+    """CONV_2D (kernel larger than 1x1) with ``multiple/2 < Cout < multiple`` output channels ->
+    the same convolution with zero filters up to ``multiple`` channels + SLICE of the first Cout.
+
+    On this project's x86-64 AVX-512 machine XNNPACK ran a 3x3 convolution with 17-31 output
+    channels about 25% slower than the same one with 32 (96x96x64 input: 8.9 vs 6.7 ms; the
+    96x96x96 -> 24 convolutions of a DenseNet 14.7 vs 11.9 ms), while 1x1 convolutions and
+    channel counts above 32 showed no gain. ARM kernels are 8 wide, where the padding is only
+    extra work, so this runs only when the user asks for it (``--pad_conv_output_channels_to``).
+    """
+    namer = Namer(sg)
+    changed = False
+    for op in list(sg.operators):
+        if op.opcode != "CONV_2D" or len(op.inputs) < 3:
+            continue
+        operands = _float_conv_operands(op, data=0, weights=1, bias=2)
+        if operands is None:
+            continue
+        x, w, bias, out = operands
+        cout, kh, kw, _ = w.shape
+        if kh * kw == 1 or not multiple // 2 < cout < multiple or bias is None:
+            continue
+        extra = multiple - cout
+        e = _Emitter(sg, namer, op.origin, out.name)
+        wide = e.tensor(out.shape[:3] + (multiple,), out, "padded")
+        w_pad = np.concatenate([np.asarray(w.data), np.zeros((extra,) + w.shape[1:], np.float32)])
+        b_pad = np.concatenate([np.asarray(bias.data).reshape(-1), np.zeros(extra, np.float32)])
+        e.emit("CONV_2D", [x, new_const(namer(f"{w.name}/padded"), w_pad),
+                           new_const(namer(f"{bias.name}/padded"), b_pad)], wide, **op.options)
+        # Size -1 ("to the end") on the other axes keeps the parameters free of the batch size,
+        # so a dynamic batch generalizes without run-time shape arithmetic.
+        e.emit("SLICE", [wide, int32_const(namer, f"{out.name}/begin", [0, 0, 0, 0]),
+                         int32_const(namer, f"{out.name}/size", [-1, -1, -1, cout])], out)
+        e.replace(op)
+        changed = True
+    return changed
+
+
 def delegate_friendly(sg: Subgraph) -> bool:
     """Run the rewrites of this module that precede the fusions; True when one changed the graph."""
     changed = False
@@ -475,5 +517,6 @@ def delegate_friendly(sg: Subgraph) -> bool:
 
 
 __all__ = ["delegate_friendly", "depthwise_row_bands", "gather_to_slice", "max_pool_pad_to_zero_pad", "mirror_pad_pieces",
-           "mirror_pad_to_slices", "nearest_resize_to_concat", "split_relu_0_to_1", "split_tall_depthwise",
+           "mirror_pad_to_slices", "nearest_resize_to_concat", "pad_conv_output_channels", "split_relu_0_to_1",
+           "split_tall_depthwise",
            "split_v_to_slices", "transpose_conv_to_depth_to_space"]
