@@ -76,6 +76,17 @@ def _float_conv_operands(op: Operator, data: int, weights: int, bias: int
     return x, w, b, out
 
 
+def _float_convs(sg: Subgraph, opcode: str, data: int, weights: int, bias: int):
+    """(op, (x, w, bias, out)) for every ``opcode`` op of ``sg`` that :func:`_float_conv_operands` accepts
+    (over a snapshot of the operator list, so callers may replace the op)."""
+    for op in list(sg.operators):
+        if op.opcode != opcode or len(op.inputs) <= max(data, weights):
+            continue
+        operands = _float_conv_operands(op, data=data, weights=weights, bias=bias)
+        if operands is not None:
+            yield op, operands
+
+
 class _Emitter:
     """Builds replacement ops for one op, inserted at its place in the subgraph."""
 
@@ -322,13 +333,7 @@ def transpose_conv_to_depth_to_space(sg: Subgraph) -> bool:
     """
     namer = Namer(sg)
     changed = False
-    for op in list(sg.operators):
-        if op.opcode != "TRANSPOSE_CONV" or len(op.inputs) < 3:
-            continue
-        operands = _float_conv_operands(op, data=2, weights=1, bias=3)
-        if operands is None:
-            continue
-        x, w, bias, out = operands
+    for op, (x, w, bias, out) in _float_convs(sg, "TRANSPOSE_CONV", data=2, weights=1, bias=3):
         c_out, kh, kw, c_in = w.shape
         s = int(op.options.get("strideH", 1))
         if not (s == kh == kw == int(op.options.get("strideW", 1))) or s < 2 or x.shape[3] != c_in:
@@ -417,13 +422,7 @@ def split_tall_depthwise(sg: Subgraph) -> bool:
     """
     namer = Namer(sg)
     changed = False
-    for op in list(sg.operators):
-        if op.opcode != "DEPTHWISE_CONV_2D" or len(op.inputs) < 2:
-            continue
-        operands = _float_conv_operands(op, data=0, weights=1, bias=2)
-        if operands is None:
-            continue
-        x, w, bias, out = operands
+    for op, (x, w, bias, out) in _float_convs(sg, "DEPTHWISE_CONV_2D", data=0, weights=1, bias=2):
         _, kh, kw, channels = w.shape
         if kh * kw <= _DEPTHWISE_SINGLE_PASS_TAPS or kw > _DEPTHWISE_SINGLE_PASS_TAPS or kh < 2:
             continue
@@ -481,13 +480,7 @@ def pad_conv_output_channels(sg: Subgraph, multiple: int) -> bool:
     """
     namer = Namer(sg)
     changed = False
-    for op in list(sg.operators):
-        if op.opcode != "CONV_2D" or len(op.inputs) < 3:
-            continue
-        operands = _float_conv_operands(op, data=0, weights=1, bias=2)
-        if operands is None:
-            continue
-        x, w, bias, out = operands
+    for op, (x, w, bias, out) in _float_convs(sg, "CONV_2D", data=0, weights=1, bias=2):
         cout, kh, kw, _ = w.shape
         if kh * kw == 1 or not multiple // 2 < cout < multiple or bias is None:
             continue
