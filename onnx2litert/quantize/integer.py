@@ -128,20 +128,12 @@ def _unsupported_reason(op: Operator, act: np.dtype, ranges: dict[int, Range]) -
             return f"{code} with a run-time bias has no integer kernel"
         if w.rank <= WEIGHT_AXIS[code]:
             return f"{code} filter of rank {w.rank}"
-    elif code in FREE:
-        if act not in FREE[code]:
-            return f"LiteRT has no {act.name} kernel for {code}"
-    elif code in TIED:
-        if act not in TIED[code]:
-            return f"LiteRT has no {act.name} kernel for {code}"
-    elif code in FIXED:
-        if act not in FIXED[code]:
-            return f"LiteRT has no {act.name} kernel for {code}"
-    elif code in INDEX:
-        if act not in INDEX[code]:
-            return f"LiteRT has no {act.name} kernel for {code}"
     else:
-        return f"no integer ({act.name}) kernel for {code} in this quantizer"
+        kernels = next((table[code] for table in (FREE, TIED, FIXED, INDEX) if code in table), None)
+        if kernels is None:
+            return f"no integer ({act.name}) kernel for {code} in this quantizer"
+        if act not in kernels:
+            return f"LiteRT has no {act.name} kernel for {code}"
     if code not in INDEX and any(t.dtype != F32 for t in op.outputs):
         return f"{code} has non-float outputs"
     for i in _data_inputs(op):

@@ -26,6 +26,8 @@ it. So a body gets shape inference, constant folding and constant-If inlining li
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -488,6 +490,18 @@ def _while_cond(var_init: list[Tensor], has_cond: bool, m: Tensor | None, m_inde
     return b.model(None, opsets)
 
 
+def _unique_namer(taken: set[str]) -> Callable[[str], str]:
+    """``hint``, or ``hint_1``, ``hint_2``... : the first name not in ``taken`` (which it joins)."""
+    def fresh(hint: str) -> str:
+        name, n = hint, 0
+        while name in taken:
+            n += 1
+            name = f"{hint}_{n}"
+        taken.add(name)
+        return name
+    return fresh
+
+
 def _while_body(body: onnx.GraphProto, var_init: list[Tensor], has_cond: bool, n_carried: int, m_runtime: bool,
                 captured: list[tuple[str, Tensor]], runtime_captured: list[tuple[str, Tensor]],
                 opsets: dict[str, int], with_scans: bool = False) -> onnx.ModelProto:
@@ -498,13 +512,7 @@ def _while_body(body: onnx.GraphProto, var_init: list[Tensor], has_cond: bool, n
     taken = {n for node in body.node for n in list(node.input) + list(node.output)}
     taken |= {v.name for v in list(body.input) + list(body.output)}
 
-    def fresh(hint: str) -> str:
-        name, n = hint, 0
-        while name in taken:
-            n += 1
-            name = f"{hint}_{n}"
-        taken.add(name)
-        return name
+    fresh = _unique_namer(taken)
 
     b = _Body()
     iter_name, cond_name = body.input[0].name, body.input[1].name
@@ -558,15 +566,7 @@ def _add_scan_buffers(ctx: LowerContext, sg: Subgraph, n_scan: int, trip: int) -
     elements = sg.outputs[len(sg.outputs) - n_scan:]
     del sg.outputs[len(sg.outputs) - n_scan:]
     it = sg.inputs[0]
-    names = {t.name for t in sg.tensors()}
-
-    def name(hint: str) -> str:
-        out, n = hint, 0
-        while out in names:
-            n += 1
-            out = f"{hint}_{n}"
-        names.add(out)
-        return out
+    name = _unique_namer({t.name for t in sg.tensors()})
 
     row = Tensor(name("scan_row"), (), np.int32)
     row1 = Tensor(name("scan_row1"), (1,), np.int32)

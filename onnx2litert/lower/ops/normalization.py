@@ -377,6 +377,18 @@ def _emit_affine(ctx: LowerContext, y: Tensor, scale: Tensor | None, bias: Tenso
 # ---------------------------------------------------------------------------------------
 # LayerNormalization
 # ---------------------------------------------------------------------------------------
+def _normalized_input(node: NodeView, ctx: LowerContext) -> tuple[Tensor, tuple[int, ...]]:
+    """X and the axes [axis, rank) that LayerNormalization / RMSNormalization normalize over."""
+    x = ctx.input(0)
+    if x.rank == 0:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"{node.op_type} of a scalar is not supported")
+    axis = int(node.attr("axis", -1))
+    axes = trailing_axes(x.rank, axis)
+    if axes is None:
+        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {axis} is out of range for rank {x.rank}")
+    return x, axes
+
+
 @lowering("LayerNormalization", since=17, dtypes=("float32",), verified=("float32",))
 def lower_layer_normalization(node: NodeView, ctx: LowerContext) -> None:
     """Standardize over axes [axis, rank), then Y = normalized * Scale + B.
@@ -386,13 +398,7 @@ def lower_layer_normalization(node: NodeView, ctx: LowerContext) -> None:
     """
     _check_stash_type(node, ctx)
     _float_params_or_fail(ctx, range(1, 3), "LayerNormalization")
-    x = ctx.input(0)
-    if x.rank == 0:
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "LayerNormalization of a scalar is not supported")
-    axis = int(node.attr("axis", -1))
-    axes = trailing_axes(x.rank, axis)
-    if axes is None:
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {axis} is out of range for rank {x.rank}")
+    x, axes = _normalized_input(node, ctx)
     scale = ctx.input(1)
     bias = ctx.optional_input(2)
     for name, t in (("Scale", scale), ("B", bias)):
@@ -514,13 +520,7 @@ def lower_rms_normalization(node: NodeView, ctx: LowerContext) -> None:
     """Y = X * rsqrt(mean(X^2 over [axis, rank)) + eps) * scale."""
     _check_stash_type(node, ctx)
     _float_params_or_fail(ctx, range(1, 2), "RMSNormalization")
-    x = ctx.input(0)
-    if x.rank == 0:
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, "RMSNormalization of a scalar is not supported")
-    axis = int(node.attr("axis", -1))
-    axes = trailing_axes(x.rank, axis)
-    if axes is None:
-        raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"axis {axis} is out of range for rank {x.rank}")
+    x, axes = _normalized_input(node, ctx)
     scale = ctx.input(1)
     if not _broadcasts_to(scale.shape, x.shape):
         raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,

@@ -265,6 +265,20 @@ class _Ops:
 # ---------------------------------------------------------------------------------------
 # attribute / input parsing
 # ---------------------------------------------------------------------------------------
+
+def _activation_param(ctx: LowerContext, name: str, what: str, given: list[float], i: int, uses: set[str],
+                      defaults: dict[str, float]) -> tuple[float, int]:
+    """(value, next index) of activation ``name``'s alpha / beta: the next given value, else
+    ONNX's default, else 0.0 when the activation takes none."""
+    if name not in uses:
+        return 0.0, i
+    if given:
+        return given[i], i + 1
+    if name in defaults:
+        return defaults[name], i
+    raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE, f"activation {name} needs an explicit activation_{what}")
+
+
 def parse_activations(node: NodeView, ctx: LowerContext, num_dirs: int) -> list[tuple[Activation, ...]]:
     """Resolve ``activations``/``activation_alpha``/``activation_beta`` per direction."""
     per_dir = len(_DEFAULT_ACTIVATIONS[node.op_type])
@@ -297,23 +311,8 @@ def parse_activations(node: NodeView, ctx: LowerContext, num_dirs: int) -> list[
                        "use beta: ambiguous")
     acts, ia, ib = [], 0, 0
     for name in lowered:
-        alpha = beta = 0.0
-        if name in _USES_ALPHA:
-            if alphas:
-                alpha, ia = alphas[ia], ia + 1
-            elif name in _ALPHA_DEFAULTS:
-                alpha = _ALPHA_DEFAULTS[name]
-            else:
-                raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
-                               f"activation {name} needs an explicit activation_alpha")
-        if name in _USES_BETA:
-            if betas:
-                beta, ib = betas[ib], ib + 1
-            elif name in _BETA_DEFAULTS:
-                beta = _BETA_DEFAULTS[name]
-            else:
-                raise ctx.fail(Reason.UNSUPPORTED_ATTRIBUTE_VALUE,
-                               f"activation {name} needs an explicit activation_beta")
+        alpha, ia = _activation_param(ctx, name, "alpha", alphas, ia, _USES_ALPHA, _ALPHA_DEFAULTS)
+        beta, ib = _activation_param(ctx, name, "beta", betas, ib, _USES_BETA, _BETA_DEFAULTS)
         acts.append(Activation(name, alpha, beta))
     return [tuple(acts[d * per_dir:(d + 1) * per_dir]) for d in range(num_dirs)]
 
