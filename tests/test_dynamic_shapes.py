@@ -322,3 +322,74 @@ def test_constant_expanded_to_the_batch_is_broadcast_at_run_time() -> None:
     result = onnx2litert.convert(model)
     assert result.reports["dynamic_shapes"]["dynamic"] is True and "BROADCAST_TO" in result.op_counts
     check_sizes(model, result, [{"x": RNG.standard_normal((b, s, D)).astype(F32)} for b, s in ((1, 8), (3, 2))])
+
+
+def qkv_split_model(seq: int | str) -> onnx.ModelProto:
+    """ViT-style q/k/v split: [B, S, 3*D] -> [B, S, 3, H, hd] -> [3, B, H, S, hd] -> Gather 0/1/2 on axis 0."""
+    hd = D // HEADS
+    n = helper.make_node
+    nodes = [n("Shape", ["x"], ["shp"]), n("Gather", ["shp", "i0"], ["b"], axis=0),
+             n("Gather", ["shp", "i1"], ["s"], axis=0),
+             n("Concat", ["b", "s", "three", "heads", "hd"], ["qshape"], axis=0),
+             n("Reshape", ["x", "qshape"], ["q5"]), n("Transpose", ["q5"], ["qt"], perm=[2, 0, 3, 1, 4]),
+             n("Gather", ["qt", "k0"], ["q"], axis=0), n("Gather", ["qt", "k1"], ["k"], axis=0),
+             n("Gather", ["qt", "k2"], ["v"], axis=0),
+             n("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]), n("MatMul", ["q", "kt"], ["sc"]),
+             n("Softmax", ["sc"], ["p"], axis=-1), n("MatMul", ["p", "v"], ["y"])]
+    inits = {"i0": np.array([0], I64), "i1": np.array([1], I64), "three": np.array([3], I64),
+             "heads": np.array([HEADS], I64), "hd": np.array([hd], I64), "k0": np.array(0, I64),
+             "k1": np.array(1, I64), "k2": np.array(2, I64)}
+    return make_model(nodes, [("x", F32, ["batch", seq, 3 * D])], [("y", F32, None)], inits)
+
+
+def runtime_params(tflite: bytes, opcode: str, inputs: tuple[int, ...]) -> int:
+    """How many of ``opcode``'s parameter operands (by input position) are computed at run time."""
+    from ai_edge_litert import schema_py_generated as S
+
+    m = S.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    sg, code = m.subgraphs[0], getattr(S.BuiltinOperator, opcode)
+    ops = [op for op in sg.operators
+           if max(m.operatorCodes[op.opcodeIndex].builtinCode, m.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode)
+           == code]
+    assert ops, f"no {opcode} in the model"
+    return sum(m.buffers[sg.tensors[op.inputs[i]].buffer].data is None for op in ops for i in inputs)
+
+
+@pytest.mark.parametrize("seq", [6, "seq"])
+def test_slice_sizes_reaching_the_end_of_a_dynamic_axis_stay_constant(seq: int | str) -> None:
+    """The q/k/v SLICEs run to the end of the batch (and sequence) axes: size -1, not SHAPE arithmetic."""
+    model = qkv_split_model(seq)
+    result = onnx2litert.convert(model)
+    assert result.reports["dynamic_shapes"]["dynamic"] is True
+    # "to the end" is spelled as STRIDED_SLICE with an end mask, which XNNPACK takes (SLICE size -1 it does not)
+    assert "SLICE" not in result.op_counts
+    assert runtime_params(result.artifacts["float32"], "STRIDED_SLICE", (1, 2, 3)) == 0
+    if seq == 6:  # only the batch varies: the RESHAPE targets take -1 there, so nothing is computed
+        assert "SHAPE" not in result.op_counts
+    sizes = ((1, 6), (3, 6)) if seq == 6 else ((1, 8), (3, 5))
+    check_sizes(model, result, [{"x": RNG.standard_normal((b, s, 3 * D)).astype(F32)} for b, s in sizes])
+
+
+def test_slice_size_short_of_the_end_is_computed_at_run_time() -> None:
+    """y = x[:, :S-1] (Shape arithmetic): the end depends on S but stops one short, so it is computed."""
+    n = helper.make_node
+    nodes = [n("Shape", ["x"], ["shp"]), n("Gather", ["shp", "i1"], ["s"], axis=0), n("Sub", ["s", "i1"], ["e"]),
+             n("Slice", ["x", "z", "e", "i1"], ["y"])]
+    model = make_model(nodes, [("x", F32, ["batch", "seq", D])], [("y", F32, None)],
+                       {"i1": np.array([1], I64), "z": np.array([0], I64)})
+    result = onnx2litert.convert(model)
+    assert result.reports["dynamic_shapes"]["dynamic"] is True
+    assert runtime_params(result.artifacts["float32"], "STRIDED_SLICE", (1, 2, 3)) == 1
+    check_sizes(model, result, [{"x": RNG.standard_normal((b, s, D)).astype(F32)} for b, s in ((1, 8), (2, 5))])
+
+
+def test_strided_slice_end_reaching_the_end_of_a_dynamic_axis_becomes_an_end_mask() -> None:
+    """y = x[:, 1:] with the end read from Shape: the end follows S, so it becomes an end_mask bit."""
+    n = helper.make_node
+    nodes = [n("Shape", ["x"], ["shp"]), n("Gather", ["shp", "i1"], ["s"], axis=0),
+             n("Slice", ["x", "i1", "s", "i1"], ["y0"]), n("Relu", ["y0"], ["y"])]
+    model = make_model(nodes, [("x", F32, ["batch", "seq", D])], [("y", F32, None)], {"i1": np.array([1], I64)})
+    result = onnx2litert.convert(model)
+    assert result.reports["dynamic_shapes"]["dynamic"] is True and "SHAPE" not in result.op_counts
+    assert runtime_params(result.artifacts["float32"], "STRIDED_SLICE", (1, 2, 3)) == 0
+    check_sizes(model, result, [{"x": RNG.standard_normal((b, s, D)).astype(F32)} for b, s in ((1, 8), (3, 5))])

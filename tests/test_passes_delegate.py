@@ -13,7 +13,8 @@ import pytest
 from onnx import helper
 
 from onnx2litert.passes.delegate import (depthwise_row_bands, gather_to_slice, max_pool_pad_to_zero_pad, mirror_pad_pieces,
-                                         mirror_pad_to_slices, pad_conv_output_channels, nearest_resize_to_concat, split_relu_0_to_1,
+                                         mirror_pad_to_slices, pad_conv_output_channels, nearest_resize_to_concat,
+                                         slices_to_end_as_strided_slice, split_relu_0_to_1,
                                          split_tall_depthwise, split_v_to_slices, transpose_conv_to_depth_to_space)
 from onnx2litert.passes.fuse import fold_channel_permutation
 from onnx2litert.passes.layout import optimize_layout, reshape_after_transpose
@@ -538,7 +539,9 @@ def test_pad_conv_output_channels_option_end_to_end():
     model = make_model(nodes, [("x", np.float32, [1, c, 10, 12])], [("y", np.float32, [1, 24, 10, 12])], inits, 17)
     assert "SLICE" not in check_model(model).op_counts
     counts = check_model(model, pad_conv_output_channels_to=32).op_counts
-    assert counts["CONV_2D"] == 1 and counts["SLICE"] == 1 and "RELU" not in counts and "MUL" not in counts
+    # the pass's "to the end" SLICE leaves the pipeline as a STRIDED_SLICE with an end mask (delegated)
+    assert counts["CONV_2D"] == 1 and counts["STRIDED_SLICE"] == 1 and "SLICE" not in counts
+    assert "RELU" not in counts and "MUL" not in counts
 
 
 @pytest.mark.parametrize("value", [-1, 1, 33])
@@ -546,3 +549,25 @@ def test_pad_conv_output_channels_option_checked(value):
     import onnx2litert
     with pytest.raises(onnx2litert.ConversionError, match="pad_conv_output_channels_to"):
         onnx2litert.ConversionOptions(pad_conv_output_channels_to=value)
+
+
+# -- SLICE "to the end" -> STRIDED_SLICE with an end mask ------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.int8])
+@pytest.mark.parametrize("begin,size", [([0, 1, 0, 2], [-1, 3, -1, -1]), ([0, 0, 2, 0], [1, -1, 2, 4])])
+def test_slices_to_end_as_strided_slice(dtype, begin, size):
+    b = Builder()
+    x = b.input("x", (2, 5, 4, 6), dtype)
+    shape = tuple(d - s if n == -1 else n for d, s, n in zip(x.shape, begin, size))
+    y = b.op("SLICE", [x, b.const(begin, np.int32), b.const(size, np.int32)], shape)
+    m = check_rewrite(b.model([y]), slices_to_end_as_strided_slice)
+    (op,) = m.main.operators
+    assert op.opcode == "STRIDED_SLICE"
+    assert op.options["endMask"] == sum(1 << i for i, n in enumerate(size) if n == -1)
+
+
+def test_slice_with_explicit_sizes_is_kept():
+    b = Builder()
+    x = b.input("x", (2, 5, 4))
+    y = b.op("SLICE", [x, b.const([0, 1, 0], np.int32), b.const([2, 3, 4], np.int32)], (2, 3, 4))
+    assert not slices_to_end_as_strided_slice(b.model([y]).main)

@@ -29,6 +29,7 @@ from ..errors import ConversionError, Issue, Reason
 from ..evaluate.runtime import LAYOUT_METADATA
 from ..ir import Model, Operator, Subgraph, Tensor
 from ..options import ConversionOptions
+from ..passes.delegate import slices_to_end_as_strided_slice
 from ..passes.graphutil import topo_sort
 from .symbols import InputDecl, Symbol, declared_inputs, find_symbols
 
@@ -389,6 +390,41 @@ def _reshape_uses(t: Tensor, sg: Subgraph) -> list[Operator]:
     return [op for op, _ in uses]
 
 
+def _runs_to_end(v: _Varying, changing: list[int], shapes: dict[int, list[tuple[int, ...]]],
+                 sg: Subgraph) -> str | None:
+    """"SLICE" / "STRIDED_SLICE" when ``v`` is only read as that op's size / end and every changing
+    entry reaches the end of its axis at every size (a whole batch or sequence axis); else None.
+
+    Such entries need no run-time SHAPE arithmetic: a SLICE size becomes -1 and a STRIDED_SLICE
+    end an ``end_mask`` bit, so the parameters stay constant (which XNNPACK requires).
+    """
+    uses = [(op, i) for op in sg.operators for i, x in enumerate(op.inputs) if x is v.tensor]
+    if not uses or v.tensor in sg.outputs or len({op.opcode for op, _ in uses}) != 1:
+        return None
+    opcode = uses[0][0].opcode
+    if not all((opcode, i) in (("SLICE", 2), ("STRIDED_SLICE", 2)) for _, i in uses):
+        return None
+    for op, _ in uses:
+        begin, data = op.inputs[1], op.inputs[0]
+        per_point = shapes.get(id(data))
+        if not begin.is_const or per_point is None:
+            return None
+        start = np.asarray(begin.data, np.int64).reshape(-1)
+        if opcode == "STRIDED_SLICE":
+            strides = op.inputs[3] if len(op.inputs) > 3 else None
+            opts = op.options
+            if (strides is None or not strides.is_const or opts.get("ellipsisMask") or opts.get("newAxisMask")
+                    or opts.get("shrinkAxisMask") or opts.get("offset")
+                    or any(np.asarray(strides.data).reshape(-1)[e] != 1 or int(opts.get("beginMask", 0)) >> e & 1
+                           for e in changing)):
+                return None
+        for e in changing:
+            reach = [dims[e] if opcode == "STRIDED_SLICE" else dims[e] - start[e] for dims in per_point]
+            if start[e] < 0 or any(int(np.asarray(val).reshape(-1)[e]) != r for val, r in zip(v.values, reach)):
+                return None
+    return opcode
+
+
 @dataclass
 class _Resolution:
     """How each entry of a varying integer constant is obtained at run time."""
@@ -396,7 +432,8 @@ class _Resolution:
     varying: _Varying
     coef: np.ndarray  # [2^k, n]: entry = coef[0] + sum of coef[mask] * monomial(mask)
     from_input: dict[int, tuple[Tensor, int]]  # entry -> (tensor, axis) whose run-time size it is
-    infer: int | None  # entry left to RESHAPE (-1)
+    minus_one: tuple[int, ...]  # entries written as -1: RESHAPE infers it, SLICE runs to the end
+    end_mask: tuple[int, ...] = ()  # STRIDED_SLICE end entries replaced by end_mask bits
 
 
 def _resolve(v: _Varying, points: list[tuple[int, ...]], shapes: dict[int, list[tuple[int, ...]]],
@@ -405,7 +442,7 @@ def _resolve(v: _Varying, points: list[tuple[int, ...]], shapes: dict[int, list[
 
     In order: a multilinear function of the symbolic sizes; for a RESHAPE target, a dim of the
     RESHAPE's data input (e.g. a strided convolution's output length, which is not affine) or,
-    once, -1 (RESHAPE infers it).
+    once, -1 (RESHAPE infers it); for SLICE sizes that always reach the end of the axis, -1.
     """
     if v.broadcast is not None:  # its shape must be affine in the sizes; BROADCAST_TO does the rest
         dims = np.array([x.shape for x in v.values], np.int64)
@@ -413,14 +450,19 @@ def _resolve(v: _Varying, points: list[tuple[int, ...]], shapes: dict[int, list[
         if not ok.all():
             raise NotGeneral(f"constant '{v.tensor.name}' read by {v.reader} has a shape that is not an affine "
                              f"function of the symbolic sizes ({dims.tolist()} at sizes {[list(p) for p in points]})")
-        return _Resolution(v, coef, {}, None)
+        return _Resolution(v, coef, {}, ())
     values = np.stack([np.asarray(x, np.int64).reshape(-1) for x in v.values])
     coef, ok = fit_columns(points, values)
     changing = [int(e) for e in np.flatnonzero(np.any(values != values[0], axis=0))]
+    to_end = _runs_to_end(v, changing, shapes, sg)
+    if to_end == "SLICE":
+        return _Resolution(v, coef, {}, tuple(changing))
+    if to_end == "STRIDED_SLICE":
+        return _Resolution(v, coef, {}, (), tuple(changing))
     reshapes = _reshape_uses(v.tensor, sg)
     can_infer = bool(reshapes) and not np.any(values[0] == -1)
     if can_infer and len(changing) == 1:  # the cheapest: no run-time computation at all
-        return _Resolution(v, coef, {}, changing[0])
+        return _Resolution(v, coef, {}, (changing[0],))
     from_input: dict[int, tuple[Tensor, int]] = {}
     infer = None
     for e in changing:
@@ -437,7 +479,7 @@ def _resolve(v: _Varying, points: list[tuple[int, ...]], shapes: dict[int, list[
         else:
             raise NotGeneral(f"constant '{v.tensor.name}' read by {v.reader} is not an affine function of the "
                              f"symbolic sizes (values {values.tolist()} at sizes {[list(p) for p in points]})")
-    return _Resolution(v, coef, from_input, infer)
+    return _Resolution(v, coef, from_input, () if infer is None else (infer,))
 
 
 def _apply(res: _Resolution, sizes: _RuntimeSizes, sg: Subgraph) -> None:
@@ -452,12 +494,18 @@ def _apply(res: _Resolution, sizes: _RuntimeSizes, sg: Subgraph) -> None:
                                   origin=f"dynamic:{t.name}"))
         sg.replace_uses(t, out)
         return
-    if res.infer is not None:
-        coef[:, res.infer] = 0
-        coef[0, res.infer] = -1
+    for e in res.minus_one:
+        coef[:, e] = 0
+        coef[0, e] = -1
+    if res.end_mask:
+        coef[:, list(res.end_mask)] = 0  # ignored under the mask; 0 keeps the file independent of the sizes
+        bits = sum(1 << e for e in res.end_mask)
+        for op in sg.operators:
+            if op.opcode == "STRIDED_SLICE" and op.inputs[2] is t:
+                op.options = {**op.options, "endMask": int(op.options.get("endMask", 0)) | bits}
     for e in res.from_input:
         coef[:, e] = 0
-    if not res.from_input and not coef[1:].any():  # only the -1 entry depended on the sizes
+    if not res.from_input and not coef[1:].any():  # only the -1 or masked entries depended on the sizes
         t.data = coef[0].astype(t.dtype).reshape(t.shape)
         return
     sg.replace_uses(t, sizes.affine(t, coef, res.from_input))
@@ -473,6 +521,7 @@ def _rewrite_varying(model: Model, resolutions: list[_Resolution], plan: Dynamic
     # SHAPE of intermediate tensors must follow their producers: prepend, then reorder.
     main.operators[:0] = sizes.ops
     topo_sort(main)
+    slices_to_end_as_strided_slice(main)  # the SLICE sizes just set to -1, as the passes spell them
 
 
 # --- the whole step ---------------------------------------------------------------------------

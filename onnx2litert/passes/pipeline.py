@@ -22,7 +22,8 @@ One round runs:
 7. dead code elimination.
 
 Rounds repeat until nothing changes (a fusion can enable another layout move and back).
-Tuning the user opted into (``--pad_conv_output_channels_to``) runs once after them.
+Tuning the user opted into (``--pad_conv_output_channels_to``) runs once after them, then
+SLICEs with "to the end" sizes become STRIDED_SLICE with an end mask (XNNPACK takes those).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from .cleanup import (canonicalize_clamps, canonicalize_reshapes, drop_reshape_b
                       drop_reshapes_around_elementwise, hoist_elementwise_above_broadcast, relu_before_minimum,
                       remove_noop_arithmetic)
 from .dce import remove_dead_ops
-from .delegate import delegate_friendly, pad_conv_output_channels, split_tall_depthwise
+from .delegate import (delegate_friendly, pad_conv_output_channels, slices_to_end_as_strided_slice,
+                       split_tall_depthwise)
 from .fold import eliminate_common_ops, fold_constants, share_constants
 from .fuse import (fold_affine_into_producer, fold_channel_permutation, fold_pad_into_conv, fuse_activations,
                    fold_positive_scale_into_consumers, fuse_activations_through_concat)
@@ -97,12 +99,12 @@ def optimize_subgraph(sg: Subgraph, max_rounds: int = _MAX_ROUNDS) -> list[str]:
 
 
 def finishing_passes(options: ConversionOptions) -> tuple[tuple[str, Pass], ...]:
-    """Target tuning the user opted into, run once after the rounds (it would hide the
-    convolution from the fusions)."""
+    """Run once after the rounds: target tuning the user opted into (it would hide the
+    convolution from the fusions), then the spelling of "to the end" slices XNNPACK takes
+    (the rounds keep SLICE, which the other passes understand)."""
     m = options.pad_conv_output_channels_to
-    if not m:
-        return ()
-    return (("pad_conv_output_channels", lambda sg: pad_conv_output_channels(sg, m)),)
+    tuning = (("pad_conv_output_channels", lambda sg: pad_conv_output_channels(sg, m)),) if m else ()
+    return tuning + (("slices_to_end_as_strided_slice", slices_to_end_as_strided_slice),)
 
 
 def run_passes(model: Model, options: ConversionOptions) -> None:
