@@ -391,7 +391,7 @@ def _reshape_uses(t: Tensor, sg: Subgraph) -> list[Operator]:
 
 
 def _runs_to_end(v: _Varying, changing: list[int], shapes: dict[int, list[tuple[int, ...]]],
-                 sg: Subgraph) -> str | None:
+                 sg: Subgraph, varying_ids: set[int]) -> str | None:
     """"SLICE" / "STRIDED_SLICE" when ``v`` is only read as that op's size / end and every changing
     entry reaches the end of its axis at every size (a whole batch or sequence axis); else None.
 
@@ -407,15 +407,15 @@ def _runs_to_end(v: _Varying, changing: list[int], shapes: dict[int, list[tuple[
     for op, _ in uses:
         begin, data = op.inputs[1], op.inputs[0]
         per_point = shapes.get(id(data))
-        if not begin.is_const or per_point is None:
+        if not begin.is_const or id(begin) in varying_ids or per_point is None:
             return None
         start = np.asarray(begin.data, np.int64).reshape(-1)
         if opcode == "STRIDED_SLICE":
             strides = op.inputs[3] if len(op.inputs) > 3 else None
             opts = op.options
-            if (strides is None or not strides.is_const or opts.get("ellipsisMask") or opts.get("newAxisMask")
-                    or opts.get("shrinkAxisMask") or opts.get("offset")
-                    or any(np.asarray(strides.data).reshape(-1)[e] != 1 or int(opts.get("beginMask", 0)) >> e & 1
+            if (strides is None or not strides.is_const or id(strides) in varying_ids or opts.get("ellipsisMask")
+                    or opts.get("newAxisMask") or opts.get("shrinkAxisMask") or opts.get("offset")
+                    or any(np.asarray(strides.data).reshape(-1)[e] <= 0 or int(opts.get("beginMask", 0)) >> e & 1
                            for e in changing)):
                 return None
         for e in changing:
@@ -437,12 +437,13 @@ class _Resolution:
 
 
 def _resolve(v: _Varying, points: list[tuple[int, ...]], shapes: dict[int, list[tuple[int, ...]]],
-             sg: Subgraph) -> _Resolution:
+             sg: Subgraph, varying_ids: set[int]) -> _Resolution:
     """Explain every size-dependent entry of ``v`` or raise :class:`NotGeneral`.
 
     In order: a multilinear function of the symbolic sizes; for a RESHAPE target, a dim of the
     RESHAPE's data input (e.g. a strided convolution's output length, which is not affine) or,
-    once, -1 (RESHAPE infers it); for SLICE sizes that always reach the end of the axis, -1.
+    once, -1 (RESHAPE infers it). A SLICE size or STRIDED_SLICE end that always reaches the end
+    of its axis is checked first: -1 or an ``end_mask`` bit, no run-time computation.
     """
     if v.broadcast is not None:  # its shape must be affine in the sizes; BROADCAST_TO does the rest
         dims = np.array([x.shape for x in v.values], np.int64)
@@ -454,7 +455,7 @@ def _resolve(v: _Varying, points: list[tuple[int, ...]], shapes: dict[int, list[
     values = np.stack([np.asarray(x, np.int64).reshape(-1) for x in v.values])
     coef, ok = fit_columns(points, values)
     changing = [int(e) for e in np.flatnonzero(np.any(values != values[0], axis=0))]
-    to_end = _runs_to_end(v, changing, shapes, sg)
+    to_end = _runs_to_end(v, changing, shapes, sg, varying_ids)
     if to_end == "SLICE":
         return _Resolution(v, coef, {}, tuple(changing))
     if to_end == "STRIDED_SLICE":
@@ -554,7 +555,8 @@ def generalize(plan: DynamicPlan, source: object, options: ConversionOptions, mo
         varying_main = varying if s == 0 else varying_main
     # Explain every varying constant before touching the model (NotGeneral leaves it as it was).
     shapes_by_id = {id(t): per_point for t, per_point in all_shapes}
-    resolutions = [_resolve(v, points, shapes_by_id, model.main) for v in varying_main]
+    varying_ids = {id(v.tensor) for v in varying_main}
+    resolutions = [_resolve(v, points, shapes_by_id, model.main, varying_ids) for v in varying_main]
     for t, per_point in all_shapes:
         old = t.shape_signature
         sig = tuple(-1 if any(s[a] != t.shape[a] for s in per_point) or (old is not None and old[a] < 0)
