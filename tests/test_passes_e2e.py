@@ -123,3 +123,37 @@ def test_residual_add_has_fused_relu():
     model = _build("residual_clip")
     counts = check_model(model).op_counts
     assert counts.get("ADD", 0) == 1 and counts.get("RELU", 0) == 0
+
+
+@pytest.mark.parametrize("scale_sign", ["positive", "mixed"])
+def test_preactivation_batchnorm_becomes_one_maximum(scale_sign):
+    """MaxPool -> BN -> Mul -> Add -> Relu -> Conv1x1 (DenseNet-style pre-activation with an extra
+    scale/shift): the constant chain combines into one affine op, a positive scale moves into the
+    conv, and the RELU'd shift into its bias, leaving MAXIMUM (one pass in XNNPACK)."""
+    inits = {"w0": _w(C, 3, 3, 3), "s": (np.abs(_w(1, C, 1, 1)) + 0.3), "t": _w(1, C, 1, 1), "w1": _w(5, C, 1, 1),
+             "b1": _w(5), "g": np.abs(_w(C)) + 0.5, "be": _w(C), "mu": _w(C), "var": np.abs(_w(C)) + 0.5}
+    if scale_sign == "mixed":
+        inits["s"][0, 1] *= -1
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["c0"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("BatchNormalization", ["p", "g", "be", "mu", "var"], ["n"]),
+             helper.make_node("Mul", ["n", "s"], ["m"]),
+             helper.make_node("Add", ["m", "t"], ["a"]), helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "w1", "b1"], ["y"])]
+    model = make_model(nodes, [("x", np.float32, [1, 3, 6, 6])], [("y", np.float32, [1, 5, 3, 3])], inits)
+    counts = check_model(model).op_counts
+    if scale_sign == "positive":
+        assert counts == {"CONV_2D": 2, "MAX_POOL_2D": 1, "MAXIMUM": 1, "TRANSPOSE": 1}, counts
+    else:  # a negative scale cannot cross the RELU: one MUL stays, the shift still goes into the conv bias
+        assert counts.get("MUL") == 1 and counts.get("MAXIMUM") == 1 and "ADD" not in counts, counts
+
+
+def test_preactivation_before_padded_conv_keeps_the_shift():
+    """A 3x3 SAME conv mixes zero padding into its windows, so the shift cannot move into its bias."""
+    inits = {"w1": _w(5, 3, 3, 3), "b1": _w(5)}
+    nodes = [_bn("bn", "x", "n", inits), helper.make_node("Relu", ["n"], ["r"]),
+             helper.make_node("Conv", ["r", "w1", "b1"], ["y"], pads=[1, 1, 1, 1])]
+    inits.update({k: v[:3] for k, v in inits.items() if k.startswith("bn_")})
+    model = make_model(nodes, [("x", np.float32, [1, 3, 6, 6])], [("y", np.float32, [1, 5, 6, 6])], inits)
+    counts = check_model(model).op_counts
+    assert counts.get("ADD") == 1 and "MAXIMUM" not in counts, counts

@@ -8,7 +8,8 @@ from onnx2litert.passes.cleanup import (canonicalize_clamps, drop_reshapes_aroun
                                         drop_reshape_before_fully_connected, remove_noop_arithmetic)
 from onnx2litert.passes.dce import remove_dead_ops
 from onnx2litert.passes.fold import eliminate_common_ops, fold_constants, share_constants
-from onnx2litert.passes.fuse import (fold_affine_into_producer, fold_positive_scale_into_consumers, fold_pad_into_conv, fuse_activations,
+from onnx2litert.passes.fuse import (combine_affine_chains, fold_affine_into_producer, fold_positive_scale_into_consumers,
+                                     fold_pad_into_conv, fold_relu_shift_into_consumers, fuse_activations,
                                      fuse_activations_through_concat)
 from onnx2litert.passes.pipeline import optimize_subgraph
 from tests.test_passes_support import Builder, check_rewrite, opcounts
@@ -337,6 +338,118 @@ def test_positive_scale_kept(case):
         outs.append(b.op("MAX_POOL_2D", [y], (1, 2, 3, 4), padding="VALID", strideH=2, strideW=2, filterHeight=2,
                          filterWidth=2, fusedActivationFunction="NONE"))
     assert not fold_positive_scale_into_consumers(b.model(outs).main)
+
+
+def test_positive_scale_folds_through_maximum():
+    """max(s*x, f) = s*max(x, f/s): the MUL goes into the consumer conv, the floor is divided by s."""
+    b = Builder()
+    x = b.input("x", (1, 5, 6, 4))
+    y = b.op("MUL", [x, b.const(rng.uniform(0.2, 3.0, 4).astype(np.float32).reshape(1, 1, 4))], x.shape,
+             fusedActivationFunction="NONE")
+    y = b.op("MAXIMUM", [y, b.const(_w(1, 1, 4))], x.shape)
+    m = check_rewrite(b.model([_conv_on(b, y, 3, 3)]), fold_positive_scale_into_consumers)
+    assert opcounts(m) == {"MAXIMUM": 1, "CONV_2D": 1}
+
+
+# -- chains of elementwise ops by constants -------------------------------------------------------------
+
+def _affine(b: Builder, x, opcode: str, c: np.ndarray, act: str = "NONE", const_first: bool = False):
+    ins = [b.const(c), x] if const_first else [x, b.const(c)]
+    return b.op(opcode, ins, x.shape, fusedActivationFunction=act)
+
+
+@pytest.mark.parametrize("chain,expected", [
+    ([("ADD", False), ("ADD", False)], {"ADD": 1}),
+    ([("MUL", False), ("MUL", True)], {"MUL": 1}),
+    ([("ADD", False), ("MUL", False)], {"MUL": 1, "ADD": 1}),                       # MUL moved first
+    ([("MUL", False), ("SUB", True), ("DIV", False), ("ADD", False)], {"MUL": 1, "ADD": 1}),  # c - x, x / c
+    ([("SUB", False), ("ADD", False), ("MUL", False)], {"MUL": 1, "ADD": 1}),
+])
+@pytest.mark.parametrize("act", ["NONE", "RELU", "RELU6"])
+def test_affine_chain_combined(chain, expected, act):
+    b = Builder()
+    x = b.input("x", (1, 4, 5, 6))
+    y = x
+    for i, (opcode, const_first) in enumerate(chain):
+        c = rng.uniform(0.5, 2.0, (1, 1, 6) if i % 2 else (6,)).astype(np.float32)
+        y = _affine(b, y, opcode, c, act if i == len(chain) - 1 else "NONE", const_first)
+    m = check_rewrite(b.model([y]), combine_affine_chains)
+    assert opcounts(m) == expected
+    assert m.main.operators[-1].options["fusedActivationFunction"] == act
+
+
+@pytest.mark.parametrize("case", ["canonical", "shared_link", "activation_inside", "widening", "divide_by_zero",
+                                  "constant_divided"])
+def test_affine_chain_kept(case):
+    b = Builder()
+    x = b.input("x", (1, 4, 5, 6))
+    c = rng.uniform(0.5, 2.0, 6).astype(np.float32)
+    outs = []
+    if case == "canonical":
+        y = _affine(b, _affine(b, x, "MUL", c), "ADD", c)
+    elif case in ("shared_link", "activation_inside"):
+        inner = _affine(b, x, "ADD", c, "RELU" if case == "activation_inside" else "NONE")
+        y = _affine(b, inner, "ADD", c)
+        outs = [inner] if case == "shared_link" else []
+    elif case == "widening":  # the constant broadcasts x to a bigger shape
+        inner = _affine(b, b.input("v", (1, 1, 5, 6)), "ADD", c)
+        y = b.op("ADD", [inner, b.const(rng.standard_normal((1, 4, 5, 6)).astype(np.float32))], (1, 4, 5, 6),
+                 fusedActivationFunction="NONE")
+    elif case == "divide_by_zero":
+        c[2] = 0.0
+        y = _affine(b, _affine(b, x, "ADD", c), "DIV", c)
+    else:  # c / x is not affine in x
+        y = _affine(b, _affine(b, x, "ADD", c), "DIV", c, const_first=True)
+    assert not combine_affine_chains(b.model([y] + outs).main)
+
+
+# -- a RELU'd shift into the biases of consumers that see no padding ------------------------------------
+
+def _conv_valid(b: Builder, x, c_out: int, k: int, padding: str = "VALID"):
+    h, w = x.shape[1:3]
+    shape = (1, h - k + 1, w - k + 1, c_out) if padding == "VALID" else x.shape[:3] + (c_out,)
+    return b.op("CONV_2D", [x, b.const(_w(c_out, k, k, x.shape[-1])), b.const(_w(c_out))], shape, padding=padding, strideW=1, strideH=1, dilationHFactor=1,
+                dilationWFactor=1, fusedActivationFunction="NONE")
+
+
+@pytest.mark.parametrize("consumers", ["conv1x1_same", "conv3x3_valid", "two_convs", "fully_connected",
+                                       "fully_connected_without_bias"])
+def test_relu_shift_folds_into_consumers(consumers):
+    b = Builder()
+    if consumers.startswith("fully_connected"):
+        x = b.input("x", (3, 6))
+        y = b.op("ADD", [x, b.const(_w(6))], x.shape, fusedActivationFunction="RELU")
+        bias = [None] if consumers.endswith("without_bias") else [b.const(_w(4))]
+        outs = [b.op("FULLY_CONNECTED", [y, b.const(_w(4, 6))] + bias, (3, 4), fusedActivationFunction="NONE")]
+    else:
+        x = b.input("x", (1, 6, 7, 5))
+        y = b.op("ADD", [b.const(_w(1, 1, 5)), x], x.shape, fusedActivationFunction="RELU")
+        if consumers == "conv1x1_same":
+            outs = [_conv_valid(b, y, 3, 1, padding="SAME")]
+        elif consumers == "conv3x3_valid":
+            outs = [_conv_valid(b, y, 3, 3)]
+        else:
+            outs = [_conv_valid(b, y, 3, 3), _conv_valid(b, y, 2, 1, padding="SAME")]
+    m = check_rewrite(b.model(outs), fold_relu_shift_into_consumers)
+    counts = opcounts(m)
+    assert counts["ADD"] == 0 and counts["MAXIMUM"] == 1
+
+
+@pytest.mark.parametrize("case", ["zero_padding", "relu6", "no_activation", "pool_consumer", "graph_output",
+                                  "zero_shift"])
+def test_relu_shift_kept(case):
+    b = Builder()
+    x = b.input("x", (1, 6, 7, 5))
+    shift = np.zeros((1, 1, 5), np.float32) if case == "zero_shift" else _w(1, 1, 5)
+    act = {"relu6": "RELU6", "no_activation": "NONE"}.get(case, "RELU")
+    y = b.op("ADD", [x, b.const(shift)], x.shape, fusedActivationFunction=act)
+    outs = [_conv_valid(b, y, 3, 3, padding="SAME" if case == "zero_padding" else "VALID")]
+    if case == "pool_consumer":
+        outs.append(b.op("MAX_POOL_2D", [y], (1, 3, 3, 5), padding="VALID", strideH=2, strideW=2, filterHeight=2,
+                         filterWidth=2, fusedActivationFunction="NONE"))
+    elif case == "graph_output":
+        outs.append(y)
+    assert not fold_relu_shift_into_consumers(b.model(outs).main)
 
 
 # -- reshapes around elementwise chains ---------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Fusions into convolution-like ops: per-channel affine ops, explicit padding, activations.
 
+* :func:`combine_affine_chains`: a chain of ADD/SUB/MUL/DIV by constants becomes at most one
+  MUL then one ADD (so a BatchNormalization after an explicit scale and shift is one affine op).
 * :func:`fold_affine_into_producer`: ``MUL/DIV/ADD/SUB(y, c)`` with a per-output-channel (or
   scalar) constant ``c`` after CONV_2D / DEPTHWISE_CONV_2D / TRANSPOSE_CONV /
   FULLY_CONNECTED / CONV_3D becomes part of that op's weights and bias. This is how an ONNX
@@ -14,6 +16,11 @@
   by CONV_2D / FULLY_CONNECTED, with ``s > 0`` per input channel, becomes ``ADD(x, b / s)``
   and the consumers' weights scaled by ``s`` (``relu(s*x + b) = s * relu(x + b/s)``). This
   removes the MUL of a pre-activation BatchNormalization (DenseNet's BN -> ReLU -> Conv).
+* :func:`fold_relu_shift_into_consumers`: ``ADD(x, c)`` with a fused RELU, read only by
+  convolutions that see no padding (1x1 or VALID) or FULLY_CONNECTED, becomes
+  ``MAXIMUM(x, -c)`` and the consumers' biases absorb ``c`` (``relu(x + c) = max(x, -c) + c``).
+  XNNPACK runs a fused activation of a binary op as a second pass over the tensor; MAXIMUM
+  is one pass, so DenseNet's remaining BatchNormalization shift costs half as much.
 * :func:`fold_channel_permutation`: a RESHAPE/TRANSPOSE chain that only permutes channels
   becomes a permutation of the producing (or consuming) conv's weights.
 
@@ -59,6 +66,93 @@ def _channel_vector(c: np.ndarray, channels: int) -> np.ndarray | None:
     if c.ndim >= 1 and c.shape[-1] == channels and c.size == channels:
         return c.reshape(-1).astype(np.float32)
     return None
+
+
+# -- chains of elementwise ops by constants -------------------------------------------------------------
+
+_AFFINE_OPS = frozenset({"ADD", "SUB", "MUL", "DIV"})
+
+
+def _as_affine(op: Operator) -> tuple[Tensor, np.ndarray, np.ndarray] | None:
+    """(x, m, a) with ``op(x) == x * m + a`` for ADD/SUB/MUL/DIV of a plain float tensor and a
+    constant that does not widen it (the output has ``x``'s shape); None otherwise."""
+    if op.opcode not in _AFFINE_OPS or len(op.inputs) != 2 or any(t is None for t in op.inputs):
+        return None
+    (x, c), swapped = op.inputs, False
+    if x.is_const:
+        (c, x), swapped = op.inputs, True
+    y = op.outputs[0]
+    if x.is_const or not c.is_const or x.shape != y.shape or c.rank > x.rank \
+            or not all(is_plain_float(t) for t in (x, c, y)):
+        return None
+    v = np.asarray(c.data, np.float64)
+    one, zero = np.ones_like(v), np.zeros_like(v)
+    if op.opcode == "ADD":
+        return x, one, v
+    if op.opcode == "SUB":
+        return (x, -one, v) if swapped else (x, one, -v)
+    if op.opcode == "MUL":
+        return x, v, zero
+    if swapped or not np.all(v != 0):  # c / x is not affine; x / 0 is left to the kernel
+        return None
+    return x, 1.0 / v, zero
+
+
+def combine_affine_chains(sg: Subgraph) -> bool:
+    """A chain of ADD/SUB/MUL/DIV by constants (single-use links, no activation but on the last)
+    -> at most ``MUL(x, M)`` then ``ADD(., A)`` carrying the last op's activation.
+
+    ``(x*m1 + a1)*m2 + a2 = x*(m1*m2) + (a1*m2 + a2)``. Rewritten when that saves an op, or to
+    put a MUL first (``(x + a)*m`` -> ``x*m + a*m``), the order the other folds look for: a
+    BatchNormalization after a per-channel scale and shift then leaves one MUL and one ADD.
+    Float results move by rounding only.
+    """
+    namer = Namer(sg)
+    changed = False
+    producers = _producers(sg)
+    consumers = sg.consumers()
+    for last in list(sg.operators):
+        if last not in sg.operators:
+            continue
+        head = _as_affine(last)
+        if head is None or (activation(last) != "NONE" and activation(last) not in FUSIBLE_ACTIVATIONS["ADD"]):
+            continue
+        chain, (x, m, a) = [last], head
+        while True:
+            inner = producers.get(id(x))
+            step = _as_affine(inner) if inner is not None else None
+            if step is None or activation(inner) != "NONE" or not single_use(sg, x, consumers):
+                break
+            x, m0, a0 = step
+            m, a = m0 * m, a0 * m + a
+            chain.insert(0, inner)
+        muls = [op for op in chain if op.opcode in ("MUL", "DIV")]
+        keep_mul, keep_add = bool(np.any(m != 1)), bool(np.any(a != 0))
+        needed = int(keep_mul) + int(keep_add or not keep_mul)
+        reordered = muls and chain[0].opcode not in ("MUL", "DIV")
+        if len(chain) < 2 or (needed >= len(chain) and not reordered):
+            continue
+        if not (np.all(np.isfinite(m)) and np.all(np.isfinite(a))):
+            continue
+        y = last.outputs[0]
+        ops, cur = [], x
+        if keep_mul:
+            out = y if not keep_add else Tensor(namer(f"{y.name}/scaled"), y.shape, y.dtype)
+            ops.append(Operator("MUL", [cur, new_const(namer(f"{y.name}/scale"), m.astype(np.float32))], [out],
+                                {"fusedActivationFunction": "NONE" if keep_add else activation(last)},
+                                origin=last.origin))
+            cur = out
+        if keep_add or not keep_mul:
+            ops.append(Operator("ADD", [cur, new_const(namer(f"{y.name}/shift"), a.astype(np.float32))], [y],
+                                {"fusedActivationFunction": activation(last)}, origin=last.origin))
+        i = sg.operators.index(chain[0])
+        for op in chain:
+            sg.operators.remove(op)
+        sg.operators[i:i] = ops
+        producers = _producers(sg)
+        consumers = sg.consumers()
+        changed = True
+    return changed
 
 
 def fold_affine_into_producer(sg: Subgraph) -> bool:
@@ -287,18 +381,21 @@ def _scales_consumers(sg: Subgraph, y: Tensor, channels: int, consumers: dict) -
 
 
 def fold_positive_scale_into_consumers(sg: Subgraph) -> bool:
-    """``ADD(MUL(x, s), b)`` [NONE/RELU] -> ``ADD(x, b/s)`` with ``s`` folded into the consumers' weights.
+    """``ADD(MUL(x, s), b)`` [NONE/RELU] -> ``ADD(x, b/s)`` with ``s`` folded into the consumers' weights;
+    likewise ``MAXIMUM(MUL(x, s), b)`` -> ``MAXIMUM(x, b/s)``.
 
     Needs ``s`` a positive finite per-channel (last axis) constant: then ``relu(s*x + b) =
-    s * relu(x + b/s)`` and the factor ``s`` multiplies input channel ``c`` of every consumer,
-    i.e. its weights' last axis. Zero padding of a consumer convolution stays zero either way.
+    s * relu(x + b/s)``, ``max(s*x, b) = s * max(x, b/s)``, and the factor ``s`` multiplies input
+    channel ``c`` of every consumer, i.e. its weights' last axis. Zero padding of a consumer
+    convolution stays zero either way.
     """
     namer = Namer(sg)
     changed = False
     producers = _producers(sg)
     consumers = sg.consumers()
     for add in list(sg.operators):
-        if add.opcode != "ADD" or len(add.inputs) != 2 or activation(add) not in ("NONE", "RELU"):
+        if add.opcode not in ("ADD", "MAXIMUM") or len(add.inputs) != 2 \
+                or activation(add) not in ("NONE", "RELU"):
             continue
         m, b = add.inputs
         if b is not None and not b.is_const and m is not None and m.is_const:
@@ -336,6 +433,71 @@ def fold_positive_scale_into_consumers(sg: Subgraph) -> bool:
         sg.operators.remove(mul)
         producers = _producers(sg)
         consumers = sg.consumers()
+        changed = True
+    return changed
+
+
+# -- a RELU's shift into consumers that see no padding ----------------------------------------------
+
+def _shift_absorbers(sg: Subgraph, y: Tensor, channels: int, consumers: dict) -> list[Operator] | None:
+    """The ops reading ``y`` when all are CONV_2D / FULLY_CONNECTED whose output moves by a constant
+    when ``y`` does per channel: no zero padding is mixed into their windows (1x1 or VALID)."""
+    users = _scales_consumers(sg, y, channels, consumers)
+    if users is None:
+        return None
+    for user in users:
+        if user.opcode == "CONV_2D":
+            _, kh, kw, _ = user.inputs[1].shape
+            if kh * kw != 1 and user.options.get("padding", "SAME") not in ("VALID", 1):
+                return None
+        bias = user.inputs[2] if len(user.inputs) > 2 else None
+        if bias is not None and not (bias.is_const and is_plain_float(bias)):
+            return None
+    return users
+
+
+def fold_relu_shift_into_consumers(sg: Subgraph) -> bool:
+    """``ADD(x, c)`` [RELU] -> ``MAXIMUM(x, -c)`` with ``c`` added to the consumers' biases.
+
+    ``relu(x + c) = max(x, -c) + c`` and a consumer that sees no zero padding maps ``z + c`` to
+    its output plus ``W . c``. Both forms are one op, but XNNPACK applies a binary op's fused
+    activation in a second pass over the tensor (ADD+RELU on 1x128x128x168: 5.6 ms, ADD 2.6,
+    MAXIMUM 2.6), so the MAXIMUM halves the memory traffic.
+    """
+    namer = Namer(sg)
+    changed = False
+    consumers = sg.consumers()
+    for add in list(sg.operators):
+        if add.opcode != "ADD" or len(add.inputs) != 2 or activation(add) != "RELU":
+            continue
+        x, c = add.inputs
+        if x is not None and x.is_const:
+            x, c = c, x
+        y = add.outputs[0]
+        if x is None or c is None or x.is_const or not c.is_const or x.shape != y.shape or x.rank == 0:
+            continue
+        if not all(is_plain_float(t) for t in (x, c, y)):
+            continue
+        channels = y.shape[-1]
+        cv = _channel_vector(c.data, channels)
+        if cv is None or not np.all(np.isfinite(cv)) or not np.any(cv):
+            continue
+        users = _shift_absorbers(sg, y, channels, consumers)
+        if users is None:
+            continue
+        for user in users:
+            w = user.inputs[1].data.astype(np.float64)
+            moved = (w.reshape(w.shape[0], -1, channels) * cv.astype(np.float64)).sum(axis=(1, 2))
+            bias = user.inputs[2] if len(user.inputs) > 2 else None
+            old = bias.data.astype(np.float64).reshape(-1) if bias is not None else np.zeros(w.shape[0])
+            name = f"{bias.name}/shifted" if bias is not None else f"{user.outputs[0].name}/bias"
+            inputs = list(user.inputs) + [None] * (3 - len(user.inputs))
+            inputs[2] = new_const(namer(name), (old + moved).astype(np.float32), np.float32)
+            user.inputs = inputs
+        add.opcode = "MAXIMUM"
+        add.inputs = [x, new_const(namer(f"{y.name}/floor"), (-cv).reshape(c.shape if c.size == channels
+                                                                          else (channels,)), np.float32)]
+        add.options = {}
         changed = True
     return changed
 

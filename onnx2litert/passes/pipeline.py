@@ -12,11 +12,13 @@ One round runs:
 4. exact rewrites of ops the XNNPACK delegate refuses (MIRROR_PAD, RELU_0_TO_1, PADV2 before
    max pool, nearest resize, SPLIT_V) into ops it takes; whole-axis reversing slices into
    REVERSE_V2, moved past commuting ops until same-axis pairs cancel;
-5. fusions that need the optimizer's result: PAD into conv/pool padding, channel
+5. fusions that need the optimizer's result: chains of constant ADD/SUB/MUL/DIV into one
+   MUL and one ADD, PAD into conv/pool padding, channel
    permutations (RESHAPE/TRANSPOSE chains) into conv/FC weights, per-channel
    MUL/ADD (BatchNormalization) into conv/FC weights (a positive scale before a RELU into the
    consumers' weights), then activations into producers
-   (also through CONCATENATION), and a flattening RESHAPE into FULLY_CONNECTED;
+   (also through CONCATENATION), a RELU'd per-channel shift into the biases of consumers
+   that see no padding (ADD+RELU -> MAXIMUM), and a flattening RESHAPE into FULLY_CONNECTED;
    then depthwise convolutions with more than 25 taps split into bands of kernel rows;
 6. quantized models: DEQUANTIZE -> float op -> QUANTIZE patterns become integer ops;
 7. dead code elimination.
@@ -38,8 +40,9 @@ from .dce import remove_dead_ops
 from .delegate import (delegate_friendly, pad_conv_output_channels, slices_to_end_as_strided_slice,
                        split_tall_depthwise)
 from .fold import eliminate_common_ops, fold_constants, share_constants
-from .fuse import (fold_affine_into_producer, fold_channel_permutation, fold_pad_into_conv, fuse_activations,
-                   fold_positive_scale_into_consumers, fuse_activations_through_concat)
+from .fuse import (combine_affine_chains, fold_affine_into_producer, fold_channel_permutation, fold_pad_into_conv,
+                   fold_positive_scale_into_consumers, fold_relu_shift_into_consumers, fuse_activations,
+                   fuse_activations_through_concat)
 from .graphutil import topo_sort
 from .layout import optimize_layout
 from .qdq import fold_qdq
@@ -66,10 +69,13 @@ ROUND: tuple[tuple[str, Pass], ...] = (
     ("reversing_slices_to_reverse", reversing_slices_to_reverse),
     ("sink_reversals", sink_reversals),
     ("fold_channel_permutation", fold_channel_permutation),
+    ("combine_affine_chains", combine_affine_chains),
     ("fold_affine_into_producer", fold_affine_into_producer),
     ("fold_positive_scale_into_consumers", fold_positive_scale_into_consumers),
     ("fuse_activations", fuse_activations),
     ("fuse_activations_through_concat", fuse_activations_through_concat),
+    # After the activation fusions: it needs the RELU fused into the ADD.
+    ("fold_relu_shift_into_consumers", fold_relu_shift_into_consumers),
     ("drop_reshape_before_fully_connected", drop_reshape_before_fully_connected),
     # After the fusions, so the convolution it splits already holds its BatchNormalization and activation.
     ("split_tall_depthwise", split_tall_depthwise),
