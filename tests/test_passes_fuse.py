@@ -9,7 +9,7 @@ from onnx2litert.passes.cleanup import (canonicalize_clamps, drop_reshapes_aroun
 from onnx2litert.passes.dce import remove_dead_ops
 from onnx2litert.passes.fold import eliminate_common_ops, fold_constants, share_constants
 from onnx2litert.passes.fuse import (combine_affine_chains, fold_affine_into_producer, fold_positive_scale_into_consumers,
-                                     fold_pad_into_conv, fold_relu_shift_into_consumers, fuse_activations,
+                                     fold_pad_into_conv, fold_shift_into_consumers, fuse_activations,
                                      fuse_activations_through_concat)
 from onnx2litert.passes.pipeline import optimize_subgraph
 from tests.test_passes_support import Builder, check_rewrite, opcounts
@@ -412,36 +412,51 @@ def _conv_valid(b: Builder, x, c_out: int, k: int, padding: str = "VALID"):
                 dilationWFactor=1, fusedActivationFunction="NONE")
 
 
+@pytest.mark.parametrize("act", ["RELU", "NONE"])
 @pytest.mark.parametrize("consumers", ["conv1x1_same", "conv3x3_valid", "two_convs", "fully_connected",
                                        "fully_connected_without_bias"])
-def test_relu_shift_folds_into_consumers(consumers):
+def test_shift_folds_into_consumers(consumers, act):
     b = Builder()
     if consumers.startswith("fully_connected"):
         x = b.input("x", (3, 6))
-        y = b.op("ADD", [x, b.const(_w(6))], x.shape, fusedActivationFunction="RELU")
+        y = b.op("ADD", [x, b.const(_w(6))], x.shape, fusedActivationFunction=act)
         bias = [None] if consumers.endswith("without_bias") else [b.const(_w(4))]
         outs = [b.op("FULLY_CONNECTED", [y, b.const(_w(4, 6))] + bias, (3, 4), fusedActivationFunction="NONE")]
     else:
         x = b.input("x", (1, 6, 7, 5))
-        y = b.op("ADD", [b.const(_w(1, 1, 5)), x], x.shape, fusedActivationFunction="RELU")
+        y = b.op("ADD", [b.const(_w(1, 1, 5)), x], x.shape, fusedActivationFunction=act)
         if consumers == "conv1x1_same":
             outs = [_conv_valid(b, y, 3, 1, padding="SAME")]
         elif consumers == "conv3x3_valid":
             outs = [_conv_valid(b, y, 3, 3)]
         else:
             outs = [_conv_valid(b, y, 3, 3), _conv_valid(b, y, 2, 1, padding="SAME")]
-    m = check_rewrite(b.model(outs), fold_relu_shift_into_consumers)
+    m = check_rewrite(b.model(outs), fold_shift_into_consumers)
     counts = opcounts(m)
-    assert counts["ADD"] == 0 and counts["MAXIMUM"] == 1
+    assert counts["ADD"] == 0 and counts["MAXIMUM"] == (act == "RELU")
 
 
-@pytest.mark.parametrize("case", ["zero_padding", "relu6", "no_activation", "pool_consumer", "graph_output",
-                                  "zero_shift"])
-def test_relu_shift_kept(case):
+@pytest.mark.parametrize("shape", [(3, 6), (1, 5, 6)])
+def test_layernorm_gamma_beta_fold_into_the_next_fully_connected(shape):
+    """MUL(x, gamma) -> ADD(beta) -> FC: gamma (any sign) scales the FC's weights, beta moves into its bias
+    (a token sequence [1, T, C] too: FULLY_CONNECTED reads it as (-1, C))."""
+    b = Builder()
+    x = b.input("x", shape)
+    gamma = rng.uniform(0.5, 2.0, 6).astype(np.float32) * np.array([1, -1, 1, -1, 1, 1], np.float32)
+    y = b.op("MUL", [x, b.const(gamma)], x.shape, fusedActivationFunction="NONE")
+    y = b.op("ADD", [y, b.const(_w(6))], x.shape, fusedActivationFunction="NONE")
+    out = b.op("FULLY_CONNECTED", [y, b.const(_w(4, 6)), b.const(_w(4))], shape[:-1] + (4,),
+               fusedActivationFunction="NONE", keepNumDims=len(shape) > 2)
+    m = check_rewrite(b.model([out]), lambda sg: fold_positive_scale_into_consumers(sg) and fold_shift_into_consumers(sg))
+    assert opcounts(m) == {"FULLY_CONNECTED": 1}
+
+
+@pytest.mark.parametrize("case", ["zero_padding", "relu6", "pool_consumer", "graph_output", "zero_shift"])
+def test_shift_kept(case):
     b = Builder()
     x = b.input("x", (1, 6, 7, 5))
     shift = np.zeros((1, 1, 5), np.float32) if case == "zero_shift" else _w(1, 1, 5)
-    act = {"relu6": "RELU6", "no_activation": "NONE"}.get(case, "RELU")
+    act = "RELU6" if case == "relu6" else "RELU"
     y = b.op("ADD", [x, b.const(shift)], x.shape, fusedActivationFunction=act)
     outs = [_conv_valid(b, y, 3, 3, padding="SAME" if case == "zero_padding" else "VALID")]
     if case == "pool_consumer":
@@ -449,7 +464,7 @@ def test_relu_shift_kept(case):
                          filterWidth=2, fusedActivationFunction="NONE"))
     elif case == "graph_output":
         outs.append(y)
-    assert not fold_relu_shift_into_consumers(b.model(outs).main)
+    assert not fold_shift_into_consumers(b.model(outs).main)
 
 
 # -- reshapes around elementwise chains ---------------------------------------------------------------

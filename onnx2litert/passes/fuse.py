@@ -15,12 +15,13 @@
 * :func:`fold_positive_scale_into_consumers`: ``ADD(MUL(x, s), b)`` (optionally RELU) read only
   by CONV_2D / FULLY_CONNECTED, with ``s > 0`` per input channel, becomes ``ADD(x, b / s)``
   and the consumers' weights scaled by ``s`` (``relu(s*x + b) = s * relu(x + b/s)``). This
-  removes the MUL of a pre-activation BatchNormalization (DenseNet's BN -> ReLU -> Conv).
-* :func:`fold_relu_shift_into_consumers`: ``ADD(x, c)`` with a fused RELU, read only by
-  convolutions that see no padding (1x1 or VALID) or FULLY_CONNECTED, becomes
-  ``MAXIMUM(x, -c)`` and the consumers' biases absorb ``c`` (``relu(x + c) = max(x, -c) + c``).
-  XNNPACK runs a fused activation of a binary op as a second pass over the tensor; MAXIMUM
-  is one pass, so DenseNet's remaining BatchNormalization shift costs half as much.
+  removes the MUL of a pre-activation BatchNormalization (DenseNet's BN -> ReLU -> Conv);
+  without the RELU (a LayerNormalization's gamma before the next FC) any nonzero ``s``.
+* :func:`fold_shift_into_consumers`: ``ADD(x, c)``, read only by convolutions that see no
+  padding (1x1 or VALID) or FULLY_CONNECTED, disappears into the consumers' biases; with a
+  fused RELU it becomes ``MAXIMUM(x, -c)`` (``relu(x + c) = max(x, -c) + c``). XNNPACK runs a
+  fused activation of a binary op as a second pass over the tensor; MAXIMUM is one pass, so
+  DenseNet's remaining BatchNormalization shift costs half as much.
 * :func:`fold_channel_permutation`: a RESHAPE/TRANSPOSE chain that only permutes channels
   becomes a permutation of the producing (or consuming) conv's weights.
 
@@ -374,8 +375,8 @@ def _scales_consumers(sg: Subgraph, y: Tensor, channels: int, consumers: dict) -
         w = user.inputs[w_idx]
         if not (is_plain_float(w) and w.is_const) or w.shape[-1] != channels:
             return None
-        if user.opcode == "FULLY_CONNECTED" and (
-                user.options.get("weightsFormat", "DEFAULT") not in (0, "DEFAULT") or y.rank != 2):
+        # FULLY_CONNECTED reads its input as (-1, K); with K the last axis, that axis is the channel.
+        if user.opcode == "FULLY_CONNECTED" and user.options.get("weightsFormat", "DEFAULT") not in (0, "DEFAULT"):
             return None
     return users
 
@@ -387,7 +388,8 @@ def fold_positive_scale_into_consumers(sg: Subgraph) -> bool:
     Needs ``s`` a positive finite per-channel (last axis) constant: then ``relu(s*x + b) =
     s * relu(x + b/s)``, ``max(s*x, b) = s * max(x, b/s)``, and the factor ``s`` multiplies input
     channel ``c`` of every consumer, i.e. its weights' last axis. Zero padding of a consumer
-    convolution stays zero either way.
+    convolution stays zero either way. Without an activation (a LayerNormalization's gamma and
+    beta before the next FULLY_CONNECTED) any nonzero ``s`` will do.
     """
     namer = Namer(sg)
     changed = False
@@ -414,7 +416,10 @@ def fold_positive_scale_into_consumers(sg: Subgraph) -> bool:
             continue
         channels = y.shape[-1]
         sv, bv = _channel_vector(s.data, channels), _channel_vector(b.data, channels)
-        if sv is None or bv is None or not np.all(np.isfinite(sv)) or not np.all(sv > 0):
+        # A RELU or MAXIMUM only commutes with a positive scale; a plain ADD with any nonzero one.
+        linear = add.opcode == "ADD" and activation(add) == "NONE"
+        if sv is None or bv is None or not np.all(np.isfinite(sv)) \
+                or not np.all((sv != 0) if linear else (sv > 0)):
             continue
         shifted = (bv.astype(np.float64) / sv.astype(np.float64)).astype(np.float32)
         if not np.all(np.isfinite(shifted)):
@@ -456,19 +461,19 @@ def _shift_absorbers(sg: Subgraph, y: Tensor, channels: int, consumers: dict) ->
     return users
 
 
-def fold_relu_shift_into_consumers(sg: Subgraph) -> bool:
-    """``ADD(x, c)`` [RELU] -> ``MAXIMUM(x, -c)`` with ``c`` added to the consumers' biases.
+def fold_shift_into_consumers(sg: Subgraph) -> bool:
+    """``ADD(x, c)`` [RELU] -> ``MAXIMUM(x, -c)``, [NONE] -> ``x``, with ``c`` added to the consumers' biases.
 
     ``relu(x + c) = max(x, -c) + c`` and a consumer that sees no zero padding maps ``z + c`` to
-    its output plus ``W . c``. Both forms are one op, but XNNPACK applies a binary op's fused
-    activation in a second pass over the tensor (ADD+RELU on 1x128x128x168: 5.6 ms, ADD 2.6,
-    MAXIMUM 2.6), so the MAXIMUM halves the memory traffic.
+    its output plus ``W . c``. With RELU both forms are one op, but XNNPACK applies a binary
+    op's fused activation in a second pass over the tensor (ADD+RELU on 1x128x128x168: 5.6 ms,
+    ADD 2.6, MAXIMUM 2.6), so the MAXIMUM halves the memory traffic.
     """
     namer = Namer(sg)
     changed = False
     consumers = sg.consumers()
     for add in list(sg.operators):
-        if add.opcode != "ADD" or len(add.inputs) != 2 or activation(add) != "RELU":
+        if add.opcode != "ADD" or len(add.inputs) != 2 or activation(add) not in ("NONE", "RELU"):
             continue
         x, c = add.inputs
         if x is not None and x.is_const:
@@ -494,10 +499,16 @@ def fold_relu_shift_into_consumers(sg: Subgraph) -> bool:
             inputs = list(user.inputs) + [None] * (3 - len(user.inputs))
             inputs[2] = new_const(namer(name), (old + moved).astype(np.float32), np.float32)
             user.inputs = inputs
-        add.opcode = "MAXIMUM"
-        add.inputs = [x, new_const(namer(f"{y.name}/floor"), (-cv).reshape(c.shape if c.size == channels
-                                                                          else (channels,)), np.float32)]
-        add.options = {}
+        if activation(add) == "NONE":  # the consumers read x itself (y is not a graph output)
+            for user in users:
+                user.inputs = [x if t is y else t for t in user.inputs]
+            sg.operators.remove(add)
+        else:
+            add.opcode = "MAXIMUM"
+            add.inputs = [x, new_const(namer(f"{y.name}/floor"), (-cv).reshape(c.shape if c.size == channels
+                                                                              else (channels,)), np.float32)]
+            add.options = {}
+        consumers = sg.consumers()
         changed = True
     return changed
 

@@ -17,8 +17,9 @@ One round runs:
    permutations (RESHAPE/TRANSPOSE chains) into conv/FC weights, per-channel
    MUL/ADD (BatchNormalization) into conv/FC weights (a positive scale before a RELU into the
    consumers' weights), then activations into producers
-   (also through CONCATENATION), a RELU'd per-channel shift into the biases of consumers
-   that see no padding (ADD+RELU -> MAXIMUM), and a flattening RESHAPE into FULLY_CONNECTED;
+   (also through CONCATENATION), a per-channel shift into the biases of consumers that see
+   no padding (plain ADD -> gone, ADD+RELU -> MAXIMUM), and a flattening RESHAPE into
+   FULLY_CONNECTED;
    then depthwise convolutions with more than 25 taps split into bands of kernel rows;
 6. quantized models: DEQUANTIZE -> float op -> QUANTIZE patterns become integer ops;
 7. dead code elimination.
@@ -41,7 +42,7 @@ from .delegate import (delegate_friendly, pad_conv_output_channels, slices_to_en
                        split_tall_depthwise)
 from .fold import eliminate_common_ops, fold_constants, share_constants
 from .fuse import (combine_affine_chains, fold_affine_into_producer, fold_channel_permutation, fold_pad_into_conv,
-                   fold_positive_scale_into_consumers, fold_relu_shift_into_consumers, fuse_activations,
+                   fold_positive_scale_into_consumers, fold_shift_into_consumers, fuse_activations,
                    fuse_activations_through_concat)
 from .graphutil import topo_sort
 from .layout import optimize_layout
@@ -75,7 +76,7 @@ ROUND: tuple[tuple[str, Pass], ...] = (
     ("fuse_activations", fuse_activations),
     ("fuse_activations_through_concat", fuse_activations_through_concat),
     # After the activation fusions: it needs the RELU fused into the ADD.
-    ("fold_relu_shift_into_consumers", fold_relu_shift_into_consumers),
+    ("fold_shift_into_consumers", fold_shift_into_consumers),
     ("drop_reshape_before_fully_connected", drop_reshape_before_fully_connected),
     # After the fusions, so the convolution it splits already holds its BatchNormalization and activation.
     ("split_tall_depthwise", split_tall_depthwise),
