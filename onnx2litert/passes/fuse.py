@@ -112,8 +112,9 @@ def combine_affine_chains(sg: Subgraph) -> bool:
     changed = False
     producers = _producers(sg)
     consumers = sg.consumers()
+    removed: set[int] = set()
     for last in list(sg.operators):
-        if last not in sg.operators:
+        if id(last) in removed:
             continue
         head = _as_affine(last)
         if head is None or (activation(last) != "NONE" and activation(last) not in FUSIBLE_ACTIVATIONS["ADD"]):
@@ -127,10 +128,9 @@ def combine_affine_chains(sg: Subgraph) -> bool:
             x, m0, a0 = step
             m, a = m0 * m, a0 * m + a
             chain.insert(0, inner)
-        muls = [op for op in chain if op.opcode in ("MUL", "DIV")]
         keep_mul, keep_add = bool(np.any(m != 1)), bool(np.any(a != 0))
         needed = int(keep_mul) + int(keep_add or not keep_mul)
-        reordered = muls and chain[0].opcode not in ("MUL", "DIV")
+        reordered = chain[0].opcode not in ("MUL", "DIV") and any(op.opcode in ("MUL", "DIV") for op in chain)
         if len(chain) < 2 or (needed >= len(chain) and not reordered):
             continue
         if not (np.all(np.isfinite(m)) and np.all(np.isfinite(a))):
@@ -147,9 +147,9 @@ def combine_affine_chains(sg: Subgraph) -> bool:
             ops.append(Operator("ADD", [cur, new_const(namer(f"{y.name}/shift"), a.astype(np.float32))], [y],
                                 {"fusedActivationFunction": activation(last)}, origin=last.origin))
         i = sg.operators.index(chain[0])
-        for op in chain:
-            sg.operators.remove(op)
-        sg.operators[i:i] = ops
+        removed.update(id(op) for op in chain)
+        sg.operators[:] = [op for op in sg.operators[:i] if id(op) not in removed] + ops + \
+            [op for op in sg.operators[i:] if id(op) not in removed]
         producers = _producers(sg)
         consumers = sg.consumers()
         changed = True
@@ -442,7 +442,7 @@ def fold_positive_scale_into_consumers(sg: Subgraph) -> bool:
     return changed
 
 
-# -- a RELU's shift into consumers that see no padding ----------------------------------------------
+# -- a per-channel shift into consumers that see no padding ---------------------------------------
 
 def _shift_absorbers(sg: Subgraph, y: Tensor, channels: int, consumers: dict) -> list[Operator] | None:
     """The ops reading ``y`` when all are CONV_2D / FULLY_CONNECTED whose output moves by a constant
