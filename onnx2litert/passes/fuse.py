@@ -112,9 +112,9 @@ def combine_affine_chains(sg: Subgraph) -> bool:
     changed = False
     producers = _producers(sg)
     consumers = sg.consumers()
-    removed: set[int] = set()
+    removed: set[Operator] = set()  # the objects, not ids: a freed op's id can be reused by a new one
     for last in list(sg.operators):
-        if id(last) in removed:
+        if last in removed:
             continue
         head = _as_affine(last)
         if head is None or (activation(last) != "NONE" and activation(last) not in FUSIBLE_ACTIVATIONS["ADD"]):
@@ -147,9 +147,8 @@ def combine_affine_chains(sg: Subgraph) -> bool:
             ops.append(Operator("ADD", [cur, new_const(namer(f"{y.name}/shift"), a.astype(np.float32))], [y],
                                 {"fusedActivationFunction": activation(last)}, origin=last.origin))
         i = sg.operators.index(chain[0])
-        removed.update(id(op) for op in chain)
-        sg.operators[:] = [op for op in sg.operators[:i] if id(op) not in removed] + ops + \
-            [op for op in sg.operators[i:] if id(op) not in removed]
+        removed.update(chain)
+        sg.operators[:] = sg.operators[:i] + ops + [op for op in sg.operators[i:] if op not in removed]
         producers = _producers(sg)
         consumers = sg.consumers()
         changed = True
