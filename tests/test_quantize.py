@@ -446,3 +446,34 @@ def test_gelu_int8_kernel(tmp_path):
     worst = _min_cosines(model, result)
     for variant, c in worst.items():
         assert c >= MIN_COSINE[variant], (variant, c)
+
+
+def block_move_model() -> object:
+    """SpaceToDepth -> Conv -> DepthToSpace (DCR and CRD): LiteRT has int8 but no int16 kernels for either."""
+    rng = np.random.default_rng(4)
+    inits = {"w": _rand(rng, 12, 12, 1, 1, scale=0.3), "b": _rand(rng, 12, scale=0.1)}
+    nodes = [helper.make_node("SpaceToDepth", ["x"], ["s"], blocksize=2),
+             helper.make_node("Conv", ["s", "w", "b"], ["c"]),
+             helper.make_node("DepthToSpace", ["c"], ["d"], blocksize=2, mode="DCR"),
+             helper.make_node("DepthToSpace", ["c"], ["e"], blocksize=2, mode="CRD"),
+             helper.make_node("Add", ["d", "e"], ["y"])]
+    return make_model(nodes, [("x", np.float32, [1, 3, 6, 8])], [("y", np.float32, [1, 3, 6, 8])], inits)
+
+
+@pytest.mark.parametrize("build", [block_move_model, mixed_model])
+def test_int16_block_moves_respelled_as_transpose(tmp_path, build):
+    """DEPTH_TO_SPACE / SPACE_TO_DEPTH (also from a stride-2 ConvTranspose) become RESHAPE + TRANSPOSE +
+    RESHAPE in the int16 files, so the full-integer int16 variant is produced; int8 keeps the kernels."""
+    model = build()
+    result = _convert_all(model, tmp_path)
+    variants = result.reports["quantization"]["variants"]
+    assert variants["full_integer_quant_with_int16_act"]["produced"]
+    assert not variants["integer_quant_with_int16_act"]["float_ops"]
+    for variant in ("integer_quant_with_int16_act", "full_integer_quant_with_int16_act"):
+        ops = {op for op, _, _ in _tensors_by_op(result.artifacts[variant])}
+        assert not ops & {"DEPTH_TO_SPACE", "SPACE_TO_DEPTH"} and "TRANSPOSE" in ops, (variant, ops)
+    int8_ops = {op for op, _, _ in _tensors_by_op(result.artifacts["full_integer_quant"])}
+    assert int8_ops & {"DEPTH_TO_SPACE", "SPACE_TO_DEPTH"}
+    worst = _min_cosines(model, result)
+    for variant, c in worst.items():
+        assert c >= MIN_COSINE[variant], (variant, c)

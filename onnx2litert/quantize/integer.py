@@ -191,6 +191,47 @@ def _padv2_ranges(sg: Subgraph, ranges: dict[int, Range]) -> None:
         ranges[id(y)] = Range(lo, hi)
 
 
+_BLOCK_MOVES = ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH")
+
+
+def _respell_block_moves(sg: Subgraph, act: np.dtype, ranges: dict[int, Range]) -> None:
+    """DEPTH_TO_SPACE / SPACE_TO_DEPTH without an integer kernel for ``act`` (int16) -> the same
+    permutation as RESHAPE (6-D) + TRANSPOSE + RESHAPE, which have one (in place).
+
+    NHWC, block b, C' = C / b^2: DEPTH_TO_SPACE is [N, H, W, b, b, C'] -> [N, H, b, W, b, C'],
+    SPACE_TO_DEPTH the inverse reading; both are the transpose (0, 1, 3, 2, 4, 5). Every new
+    tensor holds the input's values, so it takes the input's range. The batch is written -1
+    so a dynamic batch stays dynamic.
+    """
+    ops = []
+    for op in sg.operators:
+        x = op.inputs[0] if op.inputs else None
+        if op.opcode not in _BLOCK_MOVES or act in TIED[op.opcode] or x is None or x.dtype != F32 or x.rank != 4:
+            ops.append(op)
+            continue
+        y, b = op.outputs[0], int(op.options.get("blockSize", 0))
+        n, h, w, c = x.shape
+        if b < 2:
+            ops.append(op)
+            continue
+        if op.opcode == "DEPTH_TO_SPACE":
+            six, moved = (n, h, w, b, b, c // (b * b)), (n, h, b, w, b, c // (b * b))
+        else:
+            six, moved = (n, h // b, b, w // b, b, c), (n, h // b, w // b, b, b, c)
+        dynamic = x.shape_signature is not None and x.shape_signature[0] < 0
+        a = Tensor(f"{y.name}/blocks", six, F32, shape_signature=((-1,) + six[1:]) if dynamic else None)
+        t = Tensor(f"{y.name}/moved", moved, F32, shape_signature=((-1,) + moved[1:]) if dynamic else None)
+        const = [Tensor(f"{y.name}/{k}", v.shape, v.dtype, data=v) for k, v in (
+            ("shape6", np.array((-1,) + six[1:], np.int32)), ("perm", np.array([0, 1, 3, 2, 4, 5], np.int32)),
+            ("shape4", np.array((-1,) + y.shape[1:], np.int32)))]
+        ops += [Operator("RESHAPE", [x, const[0]], [a], origin=op.origin),
+                Operator("TRANSPOSE", [a, const[1]], [t], origin=op.origin),
+                Operator("RESHAPE", [t, const[2]], [y], origin=op.origin)]
+        if id(x) in ranges:
+            ranges[id(a)] = ranges[id(t)] = ranges[id(x)]
+    sg.operators[:] = ops
+
+
 class _Groups:
     """Union-find over tensors (by id) with a range or fixed parameters per group."""
 
@@ -276,6 +317,7 @@ def quantize_integer(model: Model, ranges: dict[int, Range], *, activation: str 
     sg = out.main
     by_id = {id(t): ranges[i] for i, t in enumerate(sg.tensors()) if i in ranges}
     _padv2_ranges(sg, by_id)
+    _respell_block_moves(sg, act, by_id)
     report = QuantizeReport(act.name)
 
     quantized: set[int] = set()
