@@ -382,12 +382,28 @@ class _RuntimeSizes:
         return acc
 
 
-def _reshape_uses(t: Tensor, sg: Subgraph) -> list[Operator]:
-    """The RESHAPE ops reading ``t`` as their target shape, or [] if anything else reads it."""
+def _readers_at(t: Tensor, sg: Subgraph, slots: set[tuple[str, int]]) -> list[Operator]:
+    """The ops reading ``t``, when every read is an (opcode, input position) of ``slots`` and
+    ``t`` is not a graph output; [] otherwise."""
     uses = [(op, i) for op in sg.operators for i, x in enumerate(op.inputs) if x is t]
-    if not uses or t in sg.outputs or any(op.opcode != "RESHAPE" or i != 1 for op, i in uses):
+    if not uses or t in sg.outputs or any((op.opcode, i) not in slots for op, i in uses):
         return []
     return [op for op, _ in uses]
+
+
+def _reshape_uses(t: Tensor, sg: Subgraph) -> list[Operator]:
+    """The RESHAPE ops reading ``t`` as their target shape, or [] if anything else reads it."""
+    return _readers_at(t, sg, {("RESHAPE", 1)})
+
+
+def _forward_on(op: Operator, axes: list[int], varying_ids: set[int]) -> bool:
+    """A STRIDED_SLICE with no special masks and constant positive strides (not begin-masked) on ``axes``."""
+    strides, opts = (op.inputs[3] if len(op.inputs) > 3 else None), op.options
+    if strides is None or not strides.is_const or id(strides) in varying_ids \
+            or any(opts.get(k) for k in ("ellipsisMask", "newAxisMask", "shrinkAxisMask", "offset")):
+        return False
+    step = np.asarray(strides.data).reshape(-1)
+    return all(step[e] > 0 and not int(opts.get("beginMask", 0)) >> e & 1 for e in axes)
 
 
 def _runs_to_end(v: _Varying, changing: list[int], shapes: dict[int, list[tuple[int, ...]]],
@@ -398,26 +414,18 @@ def _runs_to_end(v: _Varying, changing: list[int], shapes: dict[int, list[tuple[
     Such entries need no run-time SHAPE arithmetic: a SLICE size becomes -1 and a STRIDED_SLICE
     end an ``end_mask`` bit, so the parameters stay constant (which XNNPACK requires).
     """
-    uses = [(op, i) for op in sg.operators for i, x in enumerate(op.inputs) if x is v.tensor]
-    if not uses or v.tensor in sg.outputs or len({op.opcode for op, _ in uses}) != 1:
+    readers = _readers_at(v.tensor, sg, {("SLICE", 2), ("STRIDED_SLICE", 2)})
+    if len({op.opcode for op in readers}) != 1:
         return None
-    opcode = uses[0][0].opcode
-    if not all((opcode, i) in (("SLICE", 2), ("STRIDED_SLICE", 2)) for _, i in uses):
-        return None
-    for op, _ in uses:
+    opcode = readers[0].opcode
+    for op in readers:
         begin, data = op.inputs[1], op.inputs[0]
         per_point = shapes.get(id(data))
         if not begin.is_const or id(begin) in varying_ids or per_point is None:
             return None
         start = np.asarray(begin.data, np.int64).reshape(-1)
-        if opcode == "STRIDED_SLICE":
-            strides = op.inputs[3] if len(op.inputs) > 3 else None
-            opts = op.options
-            if (strides is None or not strides.is_const or id(strides) in varying_ids or opts.get("ellipsisMask")
-                    or opts.get("newAxisMask") or opts.get("shrinkAxisMask") or opts.get("offset")
-                    or any(np.asarray(strides.data).reshape(-1)[e] <= 0 or int(opts.get("beginMask", 0)) >> e & 1
-                           for e in changing)):
-                return None
+        if opcode == "STRIDED_SLICE" and not _forward_on(op, changing, varying_ids):
+            return None
         for e in changing:
             reach = [dims[e] if opcode == "STRIDED_SLICE" else dims[e] - start[e] for dims in per_point]
             if start[e] < 0 or any(int(np.asarray(val).reshape(-1)[e]) != r for val, r in zip(v.values, reach)):
@@ -501,9 +509,8 @@ def _apply(res: _Resolution, sizes: _RuntimeSizes, sg: Subgraph) -> None:
     if res.end_mask:
         coef[:, list(res.end_mask)] = 0  # ignored under the mask; 0 keeps the file independent of the sizes
         bits = sum(1 << e for e in res.end_mask)
-        for op in sg.operators:
-            if op.opcode == "STRIDED_SLICE" and op.inputs[2] is t:
-                op.options = {**op.options, "endMask": int(op.options.get("endMask", 0)) | bits}
+        for op in _readers_at(t, sg, {("STRIDED_SLICE", 2)}):
+            op.options = {**op.options, "endMask": int(op.options.get("endMask", 0)) | bits}
     for e in res.from_input:
         coef[:, e] = 0
     if not res.from_input and not coef[1:].any():  # only the -1 or masked entries depended on the sizes

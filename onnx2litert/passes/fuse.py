@@ -472,35 +472,29 @@ def fold_shift_into_consumers(sg: Subgraph) -> bool:
     changed = False
     consumers = sg.consumers()
     for add in list(sg.operators):
-        if add.opcode != "ADD" or len(add.inputs) != 2 or activation(add) not in ("NONE", "RELU"):
+        found = _as_affine(add) if add.opcode == "ADD" and activation(add) in ("NONE", "RELU") else None
+        if found is None or found[0].rank == 0:
             continue
-        x, c = add.inputs
-        if x is not None and x.is_const:
-            x, c = c, x
+        x, _, c = found
         y = add.outputs[0]
-        if x is None or c is None or x.is_const or not c.is_const or x.shape != y.shape or x.rank == 0:
-            continue
-        if not all(is_plain_float(t) for t in (x, c, y)):
-            continue
         channels = y.shape[-1]
-        cv = _channel_vector(c.data, channels)
+        cv = _channel_vector(c, channels)
         if cv is None or not np.all(np.isfinite(cv)) or not np.any(cv):
             continue
         users = _shift_absorbers(sg, y, channels, consumers)
         if users is None:
             continue
+        drop = activation(add) == "NONE"  # then the consumers read x itself (y is not a graph output)
         for user in users:
             w = user.inputs[1].data.astype(np.float64)
             moved = (w.reshape(w.shape[0], -1, channels) * cv.astype(np.float64)).sum(axis=(1, 2))
             bias = user.inputs[2] if len(user.inputs) > 2 else None
             old = bias.data.astype(np.float64).reshape(-1) if bias is not None else np.zeros(w.shape[0])
             name = f"{bias.name}/shifted" if bias is not None else f"{user.outputs[0].name}/bias"
-            inputs = list(user.inputs) + [None] * (3 - len(user.inputs))
+            inputs = [x if drop and t is y else t for t in user.inputs] + [None] * (3 - len(user.inputs))
             inputs[2] = new_const(namer(name), (old + moved).astype(np.float32), np.float32)
             user.inputs = inputs
-        if activation(add) == "NONE":  # the consumers read x itself (y is not a graph output)
-            for user in users:
-                user.inputs = [x if t is y else t for t in user.inputs]
+        if drop:
             sg.operators.remove(add)
         else:
             add.opcode = "MAXIMUM"

@@ -91,6 +91,14 @@ def _candidate_scales(peak: float, count: int = 3) -> list[np.float32]:
     return out
 
 
+def _int8_at(values: np.ndarray, s: np.float32) -> np.ndarray | None:
+    """round(values / s) when it fits int8 and float32(q) * s gives back ``values`` bit for bit."""
+    q = np.rint(values / s)
+    if np.abs(q).max() > 127 or not np.array_equal((q.astype(np.float32) * s).astype(np.float32), values):
+        return None
+    return q
+
+
 def _exact_symmetric(values: np.ndarray) -> tuple[np.ndarray, np.float32] | None:
     """(int8 q, scale) with float32(q) * scale == values bit for bit and |q| <= 127, or None."""
     peak = float(np.abs(values).max(initial=0.0))
@@ -101,15 +109,10 @@ def _exact_symmetric(values: np.ndarray) -> tuple[np.ndarray, np.float32] | None
     # per-channel weights fail every whole-tensor candidate, which dominated fold_qdq's time.
     sample = np.append(flat[::max(1, flat.size // 256)], flat[np.argmax(np.abs(flat))])
     for s in _candidate_scales(peak):
-        if not np.isfinite(s) or s <= 0:
+        if not np.isfinite(s) or s <= 0 or _int8_at(sample, s) is None:
             continue
-        qs = np.rint(sample / s)
-        if np.abs(qs).max() > 127 or not np.array_equal((qs.astype(np.float32) * s).astype(np.float32), sample):
-            continue
-        q = np.rint(values / s)
-        if np.abs(q).max() > 127:
-            continue
-        if np.array_equal((q.astype(np.float32) * s).astype(np.float32), values):
+        q = _int8_at(values, s)
+        if q is not None:
             return q.astype(_I8), s
     return None
 

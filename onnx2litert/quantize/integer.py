@@ -206,14 +206,12 @@ def _respell_block_moves(sg: Subgraph, act: np.dtype, ranges: dict[int, Range]) 
     ops = []
     for op in sg.operators:
         x = op.inputs[0] if op.inputs else None
-        if op.opcode not in _BLOCK_MOVES or act in TIED[op.opcode] or x is None or x.dtype != F32 or x.rank != 4:
+        b = int(op.options.get("blockSize", 0))
+        if op.opcode not in _BLOCK_MOVES or act in TIED[op.opcode] or x is None or x.dtype != F32 or x.rank != 4 \
+                or b < 2:
             ops.append(op)
             continue
-        y, b = op.outputs[0], int(op.options.get("blockSize", 0))
-        n, h, w, c = x.shape
-        if b < 2:
-            ops.append(op)
-            continue
+        y, (n, h, w, c) = op.outputs[0], x.shape
         if op.opcode == "DEPTH_TO_SPACE":
             six, moved = (n, h, w, b, b, c // (b * b)), (n, h, b, w, b, c // (b * b))
         else:
